@@ -1,0 +1,330 @@
+"""YAML configs assembled from registered components and validated against the factories' signatures.
+
+A config is a tree of plain dicts. A *slot* is a dict with a ``type`` key naming a component in the registry
+that the slot's position implies (``space: {type: darts, layers: 8}`` is a search space). A factory's
+keyword-only parameters are its schema: their names are the valid keys, their type hints the valid values and
+their defaults fill what the YAML leaves out. Parameters before ``*`` are not config: the engine passes them
+(``num_classes`` from the dataset, ...). A parameter annotated ``Component("losses")`` holds a nested slot.
+
+Every problem of a config is collected and raised together as one ``ConfigError``, each line naming the config
+path, the bad value, the valid choices and a close match.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+
+from cdarts.registry import close_match, registry, unknown_name_message
+
+
+class ConfigError(ValueError):
+    """Everything wrong with a config, one ``path: problem`` line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Marks a parameter as a nested slot of the given registry kind."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class NameOf:
+    """Marks a string parameter as the name of a registered component of the given kind."""
+
+    kind: str
+
+
+def Registered(kind: str) -> Any:  # noqa: N802 - reads as a type in signatures
+    """Type hint for a string that must name a registered component, e.g. ``list[Registered("ops")]``."""
+    return Annotated[str, NameOf(kind)]
+
+
+def Component(kind: str) -> Any:  # noqa: N802 - reads as a type in signatures
+    """Type hint for a parameter that holds a nested component spec, e.g. ``kd: Component("losses")``."""
+    return Annotated[dict, Kind(kind)]
+
+
+def build(kind: str, spec: Mapping[str, Any] | str, *args: Any, **kwargs: Any) -> Any:
+    """Call the factory that ``spec["type"]`` names in registry ``kind`` with ``args``, the spec's keys and ``kwargs``."""
+    spec = {"type": spec} if isinstance(spec, str) else spec
+    factory = registry(kind).get(spec["type"])
+    return factory(*args, **{k: v for k, v in spec.items() if k != "type"}, **kwargs)
+
+
+def config_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of a factory: its config keys."""
+    return {
+        name: p for name, p in inspect.signature(factory).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _type_hints(factory: Callable) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(factory, include_extras=True)
+    except Exception:  # unresolvable forward references: validate those parameters loosely
+        return {}
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is Annotated:
+        marker = typing.get_args(annotation)[1]
+        return f"{marker.kind} component" if isinstance(marker, Kind) else f"{registry(marker.kind).singular} name"
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation) if a is not Ellipsis)
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+class _Validator:
+    """Walks a config tree against the factories' signatures, filling defaults and collecting problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path or '<config>'}: {message}")
+
+    def component(self, kind: str, spec: Any, path: str) -> Any:
+        reg = registry(kind)
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, Mapping):
+            self.fail(path, f"expected a {reg.singular} spec (a mapping with 'type'), got {_describe(spec)}")
+            return spec
+        if "type" not in spec:
+            self.fail(_join(path, "type"), f"missing; available {reg.kind}: {', '.join(reg.names())}")
+            return dict(spec)
+        name = spec["type"]
+        if not reg.has(name):
+            self.fail(_join(path, "type"), unknown_name_message(reg.singular, name, reg.names()))
+            return dict(spec)
+        args = {k: v for k, v in spec.items() if k != "type"}
+        return {"type": name, **self.arguments(reg.get(name), args, path, f"{reg.singular} {name!r}")}
+
+    def arguments(self, factory: Callable, args: Mapping[str, Any], path: str, owner: str) -> dict[str, Any]:
+        params = config_parameters(factory)
+        hints = _type_hints(factory)
+        for key in args:
+            if key not in params:
+                message = f"unknown key for {owner}; valid keys: {', '.join(params) or '(none)'}"
+                match = close_match(str(key), list(params))
+                self.fail(_join(path, key), f"{message}; did you mean {match!r}?" if match else message)
+        filled: dict[str, Any] = {}
+        for name, param in params.items():
+            sub = _join(path, name)
+            if name in args:
+                value = args[name]
+            elif param.default is inspect.Parameter.empty:
+                self.fail(sub, f"missing required key for {owner}")
+                continue
+            else:
+                value = copy.deepcopy(param.default)
+            filled[name] = self.value(value, hints.get(name, Any), sub)
+        return filled
+
+    def value(self, value: Any, annotation: Any, path: str) -> Any:
+        """Check ``value`` against a type hint; return it normalised (ints as floats, tuples as lists)."""
+        if annotation is Any or annotation is inspect.Parameter.empty:
+            return value
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is Annotated:
+            marker = next((a for a in args[1:] if isinstance(a, (Kind, NameOf))), None)
+            if isinstance(marker, Kind):
+                return self.component(marker.kind, value, path)
+            if isinstance(marker, NameOf) and isinstance(value, str) and not registry(marker.kind).has(value):
+                reg = registry(marker.kind)
+                self.fail(path, unknown_name_message(reg.singular, value, reg.names()))
+                return value
+            return self.value(value, args[0], path)
+        if origin in (Union, types.UnionType):
+            for option in args:
+                trial = _Validator()
+                result = trial.value(value, option, path)
+                if not trial.problems:
+                    return result
+            components = [a for a in args if typing.get_origin(a) is Annotated]
+            if len(components) == 1 and value is not None:
+                return self.value(value, components[0], path)
+            self.fail(path, f"expected {_type_name(annotation)}, got {_describe(value)}")
+            return value
+        if annotation is type(None):
+            if value is not None:
+                self.fail(path, f"expected null, got {_describe(value)}")
+            return value
+        if origin is Literal:
+            if value not in args:
+                choices = ", ".join(repr(a) for a in args)
+                match = close_match(str(value), [str(a) for a in args])
+                hint = f"; did you mean {match!r}?" if match else ""
+                self.fail(path, f"invalid value {value!r}; valid choices: {choices}{hint}")
+            return value
+        if origin in (list, tuple, Sequence, Iterable) or annotation in (list, tuple):
+            return self.sequence(value, annotation, path)
+        if origin in (dict, Mapping) or annotation in (dict, Mapping):
+            if not isinstance(value, Mapping):
+                self.fail(path, f"expected a mapping, got {_describe(value)}")
+                return value
+            value_type = args[1] if len(args) == 2 else Any
+            return {k: self.value(v, value_type, _join(path, k)) for k, v in value.items()}
+        return self.scalar(value, annotation, path)
+
+    def sequence(self, value: Any, annotation: Any, path: str) -> Any:
+        if not isinstance(value, (list, tuple)):
+            self.fail(path, f"expected {_type_name(annotation)} (a list), got {_describe(value)}")
+            return value
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                self.fail(path, f"expected {len(args)} items ({_type_name(annotation)}), got {len(value)}")
+                return list(value)
+            return [self.value(v, a, _join(path, i)) for i, (v, a) in enumerate(zip(value, args))]
+        item_type = args[0] if args else Any
+        return [self.value(v, item_type, _join(path, i)) for i, v in enumerate(value)]
+
+    def scalar(self, value: Any, annotation: Any, path: str) -> Any:
+        if annotation is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif annotation is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif annotation is Path:
+            if isinstance(value, (str, Path)):
+                return str(value)
+        elif isinstance(annotation, type):
+            if isinstance(value, annotation):
+                return value
+        else:
+            return value
+        self.fail(path, f"expected {_type_name(annotation)}, got {_describe(value)}")
+        return value
+
+
+def validate(root: Callable, config: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """Validate a config tree against the keyword-only signature of ``root``; return it with defaults filled.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError([f"{path or '<config>'}: expected a mapping at the top level, got {_describe(config)}"])
+    validator = _Validator()
+    filled = validator.arguments(root, config, path, "this config")
+    if validator.problems:
+        raise ConfigError(validator.problems)
+    return filled
+
+
+def validate_component(kind: str, spec: Mapping[str, Any] | str, path: str = "") -> dict[str, Any]:
+    """Validate one component spec (``{"type": ..., ...}``) against its registry; return it filled."""
+    validator = _Validator()
+    filled = validator.component(kind, spec, path)
+    if validator.problems:
+        raise ConfigError(validator.problems)
+    return filled
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``; every failure is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file does not exist"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{where}: YAML syntax error: {problem}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {_describe(data)}"])
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` -> (``["a", "b", "c"]``, YAML-typed value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError([f"--set {text!r}: expected KEY.PATH=VALUE, e.g. strategy.epochs=3"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``config`` with ``--set`` overrides applied; intermediate mappings are created as needed."""
+    result = copy.deepcopy(dict(config))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: Any = result
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if isinstance(child, str) and depth < len(keys) - 1:
+                child = {"type": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise ConfigError([f"--set {text!r}: {'.'.join(keys[: depth + 1])} is {_describe(child)}, not a mapping"])
+            node[key] = child
+            node = child
+        node[keys[-1]] = value
+    return result
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], root: Callable, overrides: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Read (a path) or copy (a mapping) a config, apply overrides, validate against ``root`` and fill defaults."""
+    raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
+    return validate(root, apply_overrides(raw, overrides))
+
+
+def dump_yaml(config: Mapping[str, Any]) -> str:
+    """The config as YAML text, keys in their given order, readable by ``safe_load``."""
+    return yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=None)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+

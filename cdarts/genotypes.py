@@ -1,0 +1,275 @@
+"""Genotypes: the discrete architectures a search produces, typed, with JSON and text round trips.
+
+DARTS-space genotypes print and parse as the DARTS ``Genotype(normal=[...], ...)`` text (parsed with ``ast``,
+never ``eval``); NAS-Bench-201 cells as the standard arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
+The published genotypes of algorithm.md section 7 are registered by name in the ``genotypes`` registry.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from cdarts.registry import genotypes as genotype_registry
+from cdarts.registry import unknown_name_message
+
+Edge = tuple[str, int]
+"""One chosen ``(op name, input node)`` pair."""
+
+
+def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
+    result = []
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str) or isinstance(pair[1], bool) or not isinstance(pair[1], int):
+            raise ValueError(f"{where}: expected (op name, input index) pairs, got {pair!r}")
+        result.append((pair[0], pair[1]))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class DartsGenotype:
+    """A DARTS-space architecture: per cell type, ``k`` ``(op, input)`` pairs for each intermediate node.
+
+    Inputs 0 and 1 are the outputs of the two previous cells, ``j >= 2`` the cell's node ``j``; the cell output is
+    the concatenation of the ``concat`` nodes.
+    """
+
+    normal: tuple[Edge, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Edge, ...]
+    reduce_concat: tuple[int, ...]
+
+    space = "darts"
+
+    def __post_init__(self) -> None:
+        for cell in ("normal", "reduce"):
+            edges, concat = getattr(self, cell), getattr(self, f"{cell}_concat")
+            edges, concat = _edges(edges, cell), tuple(int(c) for c in concat)
+            if not concat or not edges or len(edges) % len(concat):
+                raise ValueError(f"{cell}: {len(edges)} edges do not divide evenly over {len(concat)} nodes")
+            object.__setattr__(self, cell, edges)
+            object.__setattr__(self, f"{cell}_concat", concat)
+            per_node = len(edges) // len(concat)
+            for index, (_, source) in enumerate(edges):
+                node = 2 + index // per_node
+                if not 0 <= source < node:
+                    raise ValueError(f"{cell}: node {node} cannot take input {source} (valid: 0..{node - 1})")
+
+    def nodes(self, cell: str) -> list[list[Edge]]:
+        """The cell's edges grouped per intermediate node (node 2 first)."""
+        edges, count = getattr(self, cell), len(getattr(self, f"{cell}_concat"))
+        per_node = len(edges) // count
+        return [list(edges[i * per_node : (i + 1) * per_node]) for i in range(count)]
+
+    def ops(self) -> list[str]:
+        """Every op of both cells, normal first."""
+        return [op for op, _ in self.normal + self.reduce]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "normal": [list(e) for e in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [list(e) for e in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    def __str__(self) -> str:
+        def fmt(edges: tuple[Edge, ...]) -> str:
+            return "[" + ", ".join(f"({op!r}, {i})" for op, i in edges) + "]"
+
+        def rng(concat: tuple[int, ...]) -> str:
+            contiguous = list(concat) == list(range(concat[0], concat[-1] + 1))
+            return f"range({concat[0]}, {concat[-1] + 1})" if contiguous else str(list(concat))
+
+        return (
+            f"Genotype(normal={fmt(self.normal)}, normal_concat={rng(self.normal_concat)}, "
+            f"reduce={fmt(self.reduce)}, reduce_concat={rng(self.reduce_concat)})"
+        )
+
+
+@dataclass(frozen=True)
+class NB201Genotype:
+    """A NAS-Bench-201 cell: for nodes 1..3, one op per incoming edge from every earlier node."""
+
+    node_edges: tuple[tuple[Edge, ...], ...]
+
+    space = "nas-bench-201"
+
+    def __post_init__(self) -> None:
+        nodes = tuple(_edges(node, f"node {j + 1}") for j, node in enumerate(self.node_edges))
+        for j, node in enumerate(nodes, start=1):
+            if sorted(i for _, i in node) != list(range(j)):
+                raise ValueError(f"node {j} must have exactly one edge from each of nodes 0..{j - 1}, got {node!r}")
+        object.__setattr__(self, "node_edges", nodes)
+
+    def nodes(self, cell: str = "cell") -> list[list[Edge]]:
+        return [list(node) for node in self.node_edges]
+
+    def ops(self) -> list[str]:
+        return [op for node in self.node_edges for op, _ in node]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space, "arch": str(self)}
+
+    def __str__(self) -> str:
+        return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.node_edges)
+
+
+Genotype = Union[DartsGenotype, NB201Genotype]
+
+
+def parse_arch_string(text: str) -> NB201Genotype:
+    """Parse ``|op~0|+|op~0|op~1|+...``."""
+    nodes = []
+    for j, part in enumerate(text.strip().split("+"), start=1):
+        if not (part.startswith("|") and part.endswith("|")) or len(part) < 3:
+            raise ValueError(f"bad NAS-Bench-201 arch string {text!r}: node {j} part {part!r} is not '|op~i|...|'")
+        edges = []
+        for item in part[1:-1].split("|"):
+            op, sep, index = item.rpartition("~")
+            if not sep or not op or not index.isdigit():
+                raise ValueError(f"bad NAS-Bench-201 arch string {text!r}: edge {item!r} is not 'op~input'")
+            edges.append((op, int(index)))
+        nodes.append(tuple(edges))
+    return NB201Genotype(tuple(nodes))
+
+
+def _literal(node: ast.expr, text: str) -> Any:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+        return list(range(*(ast.literal_eval(a) for a in node.args)))
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f"bad Genotype text {text!r}: {ast.unparse(node)!r} is not a literal") from None
+
+
+def parse_darts_text(text: str) -> DartsGenotype:
+    """Parse the DARTS ``Genotype(normal=[...], normal_concat=range(2, 6), ...)`` text without ``eval``."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"bad Genotype text {text!r}: {exc.msg}") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
+        raise ValueError(f"bad Genotype text {text!r}: expected Genotype(normal=..., reduce=...)")
+    fields = ("normal", "normal_concat", "reduce", "reduce_concat")
+    values = dict(zip(fields, (_literal(a, text) for a in tree.args)))
+    for keyword in tree.keywords:
+        if keyword.arg not in fields:
+            raise ValueError(f"bad Genotype text: unknown field {keyword.arg!r}; valid fields: {', '.join(fields)}")
+        values[keyword.arg] = _literal(keyword.value, text)
+    missing = [f for f in fields if f not in values]
+    if missing:
+        raise ValueError(f"bad Genotype text: missing {', '.join(missing)}")
+    return DartsGenotype(**values)
+
+
+def genotype_from_json(data: Any) -> Genotype:
+    """Rebuild a genotype from ``to_json()`` output (or a bare arch string / DARTS text)."""
+    if isinstance(data, str):
+        return parse_genotype(data)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a genotype object, got {type(data).__name__}")
+    space = data.get("space", "darts")
+    if space == "nas-bench-201":
+        return parse_arch_string(data["arch"])
+    if space != "darts":
+        raise ValueError(unknown_name_message("genotype space", space, ["darts", "nas-bench-201"]))
+    fields = ("normal", "normal_concat", "reduce", "reduce_concat")
+    missing = [f for f in fields if f not in data]
+    if missing:
+        raise ValueError(f"genotype JSON is missing {', '.join(missing)}")
+    return DartsGenotype(**{f: data[f] for f in fields})
+
+
+def parse_genotype(text: str) -> Genotype:
+    """A genotype from DARTS text, an arch string, or JSON text."""
+    stripped = text.strip()
+    if stripped.startswith("Genotype("):
+        return parse_darts_text(stripped)
+    if stripped.startswith("|"):
+        return parse_arch_string(stripped)
+    if stripped.startswith("{"):
+        return genotype_from_json(json.loads(stripped))
+    raise ValueError(f"cannot parse genotype {text!r}: expected Genotype(...), an arch string '|op~0|+...' or JSON")
+
+
+def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
+    """Resolve a registered name, a JSON file (``genotype.json``), a run folder, or genotype text."""
+    if isinstance(ref, (DartsGenotype, NB201Genotype)):
+        return ref
+    if isinstance(ref, dict):
+        return genotype_from_json(ref)
+    text = str(ref)
+    if genotype_registry.has(text):
+        return genotype_registry.get(text)
+    path = Path(text)
+    if path.is_dir() and (path / "genotype.json").is_file():
+        path = path / "genotype.json"
+    if path.is_file():
+        try:
+            return genotype_from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a genotype JSON file ({exc})") from None
+    if text.lstrip().startswith(("Genotype(", "|", "{")):
+        return parse_genotype(text)
+    raise ValueError(
+        unknown_name_message("genotype", text, genotype_registry.names()) + " (nor a genotype JSON file or text)"
+    )
+
+
+_ABBREVIATIONS = {
+    "sep3": "sep_conv_3x3",
+    "sep5": "sep_conv_5x5",
+    "dil3": "dil_conv_3x3",
+    "dil5": "dil_conv_5x5",
+    "max": "max_pool_3x3",
+    "avg": "avg_pool_3x3",
+    "skip": "skip_connect",
+}
+
+
+def _published(normal: str, reduce: str) -> DartsGenotype:
+    """A genotype from algorithm.md's compact ``sep3<-0 sep3<-1 | ...`` notation."""
+
+    def cell(text: str) -> list[Edge]:
+        return [(_ABBREVIATIONS[op], int(i)) for op, i in (t.split("<-") for t in text.replace("|", " ").split())]
+
+    return DartsGenotype(cell(normal), range(2, 6), cell(reduce), range(2, 6))
+
+
+PUBLISHED = {
+    "CDARTS_CIFAR": _published(
+        "sep3<-0 sep3<-1 | sep3<-1 sep3<-2 | sep3<-0 sep3<-1 | skip<-0 skip<-2",
+        "sep5<-1 max<-0 | dil5<-2 skip<-0 | sep3<-0 sep5<-1 | sep3<-0 dil5<-2",
+    ),
+    "CDARTS_IMAGENET": _published(
+        "sep3<-1 sep3<-0 | sep3<-0 sep5<-2 | sep5<-2 sep3<-1 | sep3<-1 sep5<-4",
+        "sep5<-1 avg<-0 | max<-1 dil5<-2 | sep5<-1 dil5<-2 | sep3<-3 dil3<-4",
+    ),
+    "DARTS_V1": _published(
+        "sep3<-1 sep3<-0 | skip<-0 sep3<-1 | skip<-0 sep3<-1 | sep3<-0 skip<-2",
+        "max<-0 max<-1 | skip<-2 max<-0 | max<-0 skip<-2 | skip<-2 avg<-0",
+    ),
+    "DARTS_V2": _published(
+        "sep3<-0 sep3<-1 | sep3<-0 sep3<-1 | sep3<-1 skip<-0 | skip<-0 dil3<-2",
+        "max<-0 max<-1 | skip<-2 max<-1 | max<-0 skip<-2 | skip<-2 max<-1",
+    ),
+    "PDARTS": _published(
+        "skip<-0 dil3<-1 | skip<-0 sep3<-1 | sep3<-1 sep3<-3 | sep3<-0 dil5<-4",
+        "avg<-0 sep5<-1 | sep3<-0 dil5<-2 | max<-0 dil3<-1 | dil3<-1 dil5<-3",
+    ),
+    "PC_DARTS_CIFAR": _published(
+        "sep3<-1 skip<-0 | sep3<-0 dil3<-1 | sep5<-0 sep3<-1 | avg<-0 dil3<-1",
+        "sep5<-1 max<-0 | sep5<-1 sep5<-2 | sep3<-0 sep3<-3 | sep3<-1 sep3<-2",
+    ),
+    "PC_DARTS_IMAGENET": _published(
+        "skip<-1 sep3<-0 | sep3<-0 skip<-1 | sep3<-1 sep3<-3 | sep3<-1 dil5<-4",
+        "sep3<-0 skip<-1 | dil5<-2 max<-1 | sep3<-2 sep3<-1 | sep5<-0 sep3<-3",
+    ),
+}
+for _name, _genotype in PUBLISHED.items():
+    genotype_registry.register(_name, _genotype)

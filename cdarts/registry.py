@@ -1,0 +1,99 @@
+"""One catalogue registry per component kind.
+
+Third-party packages add components by decorator, or without touching this code through an entry-point group
+``cdarts_<kind>`` in their own pyproject. catalogue silently overwrites a duplicate name, so registration here
+refuses duplicates, and an unknown name raises an error that lists what is available.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import catalogue
+
+NAMESPACE = "cdarts"
+
+
+class RegistryError(LookupError):
+    """An unknown or duplicate component name."""
+
+
+def close_match(name: str, choices: list[str]) -> str | None:
+    """The most similar valid name, for "did you mean" hints."""
+    matches = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name_message(what: str, name: Any, choices: list[str]) -> str:
+    """``unknown op 'sep3'; available: a, b; did you mean 'b'?``"""
+    message = f"unknown {what} {name!r}; available: {', '.join(sorted(choices)) or '(none)'}"
+    match = close_match(str(name), choices)
+    return f"{message}; did you mean {match!r}?" if match else message
+
+
+class Registry:
+    """A catalogue registry (with entry points) that refuses duplicates and explains unknown names."""
+
+    def __init__(self, kind: str, singular: str) -> None:
+        self.kind = kind
+        self.singular = singular
+        self.entry_point_group = f"{NAMESPACE}_{kind}"
+        self._catalogue = catalogue.create(NAMESPACE, kind, entry_points=True)
+
+    def register(self, name: str, func: Callable | None = None) -> Callable:
+        """Register ``func`` under ``name``; usable as a decorator. Registering a name twice raises."""
+
+        def do_register(f: Callable) -> Callable:
+            if name in self._catalogue:
+                existing = self._catalogue.get(name)
+                raise RegistryError(
+                    f"{self.singular} {name!r} is already registered (by {getattr(existing, '__module__', '?')})"
+                )
+            return self._catalogue.register(name, func=f)
+
+        return do_register(func) if func is not None else do_register
+
+    def get(self, name: str) -> Callable:
+        """The component registered as ``name`` (loading entry points if needed)."""
+        if not self.has(name):
+            raise RegistryError(unknown_name_message(self.singular, name, self.names()))
+        return self._catalogue.get(name)
+
+    def has(self, name: str) -> bool:
+        return isinstance(name, str) and name in self._catalogue
+
+    def names(self) -> list[str]:
+        """All registered names, entry points included, sorted."""
+        return sorted(self._catalogue.get_all())
+
+    def items(self) -> list[tuple[str, Callable]]:
+        return sorted(self._catalogue.get_all().items())
+
+    def __contains__(self, name: object) -> bool:
+        return self.has(name)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self.names())} names)"
+
+
+ops = Registry("ops", "op")
+spaces = Registry("spaces", "search space")
+losses = Registry("losses", "loss")
+heads = Registry("heads", "distillation head")
+discretizers = Registry("discretizers", "discretizer")
+strategies = Registry("strategies", "strategy")
+datasets = Registry("datasets", "dataset")
+genotypes = Registry("genotypes", "genotype")
+benchmarks = Registry("benchmarks", "benchmark")
+
+REGISTRIES: dict[str, Registry] = {
+    r.kind: r for r in (ops, spaces, losses, heads, discretizers, strategies, datasets, genotypes, benchmarks)
+}
+
+
+def registry(kind: str) -> Registry:
+    """The registry for a component kind, e.g. ``registry("ops")``."""
+    if kind not in REGISTRIES:
+        raise RegistryError(unknown_name_message("component kind", kind, list(REGISTRIES)))
+    return REGISTRIES[kind]

@@ -1,0 +1,418 @@
+"""The DARTS search space: the supernet S, the discrete network, and the weight-shared evaluation network E.
+
+The discrete network is exactly the DARTS NetworkCIFAR / NetworkImageNet layout. The weight-shared E uses the
+same cells, but each cell holds a pool with one module per (edge, op) candidate and *selects* the genotype's
+ops from it: re-selecting a genotype reuses the very modules (weights and BN statistics) it had before, so
+nothing is ever copied between networks.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from timm.layers import drop_path
+from torch import Tensor, nn
+
+from cdarts.config import Registered
+from cdarts.genotypes import DartsGenotype, Edge
+from cdarts.ops import DARTS_PRIMITIVES, build_op
+from cdarts.ops.layers import FactorizedReduce, ReLUConvBN
+from cdarts.registry import spaces
+from cdarts.spaces.base import StageOutputs
+
+Stem = Literal["cifar", "imagenet"]
+
+
+def reduction_indices(layers: int) -> tuple[int, int]:
+    """Cells that halve the resolution: at one and two thirds of the depth, as in DARTS."""
+    return layers // 3, 2 * layers // 3
+
+
+def cell_edges(nodes: int) -> list[tuple[int, int]]:
+    """``(input, node)`` for every edge of a cell, in alpha-row order: node 2 from inputs 0, 1; node 3 from 0..2..."""
+    return [(i, node) for node in range(2, 2 + nodes) for i in range(node)]
+
+
+class DartsStem(nn.Module):
+    """The CIFAR stem (one 3x3 conv to ``stem_multiplier * C``) or the ImageNet 3-conv stem (224 px -> 28 px).
+
+    ``forward`` returns the two inputs of the first cell (``s0``, ``s1``).
+    """
+
+    def __init__(self, kind: Stem, in_chans: int, channels: int, stem_multiplier: int = 3) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "cifar":
+            self.out_channels = (stem_multiplier * channels, stem_multiplier * channels)
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_chans, self.out_channels[1], 3, padding=1, bias=False), nn.BatchNorm2d(self.out_channels[1])
+            )
+        elif kind == "imagenet":
+            self.out_channels = (channels, channels)
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(in_chans, channels // 2, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels // 2),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+            )
+            self.stem1 = nn.Sequential(
+                nn.ReLU(inplace=False), nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels)
+            )
+        else:
+            raise ValueError(f"unknown stem {kind!r}; available: cifar, imagenet")
+
+    @property
+    def reduces(self) -> bool:
+        """Whether ``s0`` has twice the resolution of ``s1`` (the first cell then preprocesses with a reduction)."""
+        return self.kind == "imagenet"
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.kind == "cifar":
+            s = self.stem(x)
+            return s, s
+        s0 = self.stem0(x)
+        return s0, self.stem1(s0)
+
+
+def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+    """Map the two cell inputs to ``c`` channels at the same resolution."""
+    pre0 = FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+    return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine)
+
+
+class MixedOp(nn.Module):
+    """``sum_k w_k op_k(x)`` over the primitives. The ``none`` op is skipped: it adds zero, and its alpha still gets
+    its gradient through the softmax of the others."""
+
+    def __init__(self, primitives: Sequence[str], channels: int, stride: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList()
+        self.computed: list[int] = []
+        for index, name in enumerate(primitives):
+            op = build_op(name, channels, stride, affine=False)
+            if "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            self.ops.append(op)
+            if name != "none":
+                self.computed.append(index)
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        return sum(weights[i] * self.ops[i](x) for i in self.computed)
+
+
+class SearchCell(nn.Module):
+    """A supernet cell: every edge a MixedOp; node ``j`` sums its incoming edges; output concatenates the nodes."""
+
+    def __init__(
+        self, primitives: Sequence[str], nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        self.preprocess0, self.preprocess1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(primitives, c, 2 if reduction and i < 2 else 1) for i, _ in cell_edges(nodes)
+        )
+
+    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            states.append(sum(self.edges[offset + i](h, weights[offset + i]) for i, h in enumerate(states)))
+            offset += len(states) - 1
+        return torch.cat(states[2:], dim=1)
+
+
+class DartsSupernet(nn.Module):
+    """The search network S: mixed-op cells sharing one alpha per cell type.
+
+    Architecture parameters (``alphas_normal``, ``alphas_reduce``) are kept apart from the weights:
+    ``arch_parameters()`` and ``weight_parameters()`` are disjoint and together cover ``parameters()``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int = 3,
+        channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        stem: Stem = "cifar",
+        stem_multiplier: int = 3,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ) -> None:
+        super().__init__()
+        self.primitives = tuple(primitives)
+        self.edges = cell_edges(nodes)
+        self.stem = DartsStem(stem, in_chans, channels, stem_multiplier)
+        c_pp, c_p = self.stem.out_channels
+        reduction_prev, c_curr = self.stem.reduces, channels
+        self.cells = nn.ModuleList()
+        reductions = reduction_indices(layers)
+        for i in range(layers):
+            reduction = i in reductions
+            c_curr = c_curr * 2 if reduction else c_curr
+            self.cells.append(SearchCell(self.primitives, nodes, c_pp, c_p, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c_curr
+        self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
+        self.num_features = c_p
+        self.classifier = nn.Linear(c_p, num_classes)
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(self.primitives)))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(self.primitives)))
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """Architecture parameters by cell type, rows in ``cell_edges`` order, columns in ``primitives`` order."""
+        return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas().values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def forward_stages(self, x: Tensor) -> StageOutputs:
+        weights = {name: F.softmax(alpha, dim=-1) for name, alpha in self.alphas().items()}
+        s0, s1 = self.stem(x)
+        stages = []
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            if i in self.stage_ends:
+                stages.append(s1)
+        logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        return StageOutputs(logits, stages)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_stages(x).logits
+
+
+def _op_key(node: int, source: int, op: str) -> str:
+    return f"n{node}_i{source}_{op}"
+
+
+class DartsCell(nn.Module):
+    """A discrete cell whose ops come from a pool of candidate modules keyed by (node, input, op).
+
+    For the discrete network the pool holds exactly the genotype's ops; for the weight-shared evaluation network
+    it holds every candidate, and ``select`` picks the genotype's. Either way the forward pass is the same.
+    """
+
+    def __init__(
+        self,
+        candidates: Sequence[Sequence[Edge]],
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction: bool,
+        reduction_prev: bool,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = preprocess(c_pp, c_p, c, reduction_prev, affine=True)
+        self.ops = nn.ModuleDict()
+        for node, edges in enumerate(candidates, start=2):
+            for op, source in edges:
+                key = _op_key(node, source, op)
+                if key in self.ops:
+                    raise ValueError(f"node {node} uses ({op!r}, {source}) twice; each (op, input) may appear once")
+                self.ops[key] = build_op(op, c, 2 if reduction and source < 2 else 1, affine=True)
+        self.selected: list[list[tuple[str, int]]] = []
+        self.concat: list[int] = []
+
+    def select(self, nodes: Sequence[Sequence[Edge]], concat: Sequence[int]) -> None:
+        """Use the given ``(op, input)`` pairs per node; every one must be in the pool."""
+        selected = []
+        for node, edges in enumerate(nodes, start=2):
+            keys = []
+            for op, source in edges:
+                key = _op_key(node, source, op)
+                if key not in self.ops:
+                    raise ValueError(f"node {node} has no candidate ({op!r}, input {source}) in this cell's pool")
+                keys.append((key, source))
+            selected.append(keys)
+        self.selected, self.concat = selected, list(concat)
+
+    def forward(self, s0: Tensor, s1: Tensor, drop_prob: float = 0.0) -> Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for keys in self.selected:
+            total = 0
+            for key, source in keys:
+                op = self.ops[key]
+                h = op(states[source])
+                if drop_prob > 0.0 and not isinstance(op, nn.Identity):
+                    h = drop_path(h, drop_prob, self.training)
+                total = total + h
+            states.append(total)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxiliaryHead(nn.Module):
+    """The DARTS auxiliary tower, applied after the second reduction (CIFAR: 8x8 input; ImageNet: 14x14)."""
+
+    def __init__(self, in_channels: int, num_classes: int, imagenet: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=2 if imagenet else 3, padding=0, count_include_pad=False),
+            nn.Conv2d(in_channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class DartsNetwork(nn.Module):
+    """The DARTS evaluation network (NetworkCIFAR / NetworkImageNet) for a genotype.
+
+    With ``shared=True`` every cell holds all candidate ops and ``select(genotype)`` switches architecture while
+    keeping each (cell, edge, op)'s weights and BN statistics: the weight-shared evaluation network E of CDARTS.
+    """
+
+    def __init__(
+        self,
+        genotype: DartsGenotype | None,
+        num_classes: int,
+        in_chans: int = 3,
+        channels: int = 36,
+        layers: int = 20,
+        stem: Stem = "cifar",
+        auxiliary: bool = False,
+        drop_path_rate: float = 0.0,
+        stem_multiplier: int = 3,
+        shared: bool = False,
+        nodes: int = 4,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ) -> None:
+        super().__init__()
+        if genotype is None and not shared:
+            raise ValueError("a discrete network needs a genotype (only a shared network can start without one)")
+        self.genotype = genotype
+        self.drop_path_prob = drop_path_rate
+        self.stem = DartsStem(stem, in_chans, channels, stem_multiplier)
+        c_pp, c_p = self.stem.out_channels
+        reduction_prev, c_curr = self.stem.reduces, channels
+        reductions = reduction_indices(layers)
+        everything = [[(op, i) for i in range(node) for op in primitives] for node in range(2, 2 + nodes)]
+        self.cells = nn.ModuleList()
+        self.aux_index = 2 * layers // 3 if auxiliary else -1
+        self.auxiliary_head: nn.Module | None = None
+        for i in range(layers):
+            reduction = i in reductions
+            c_curr = c_curr * 2 if reduction else c_curr
+            cell_type = "reduce" if reduction else "normal"
+            candidates = everything if shared else genotype.nodes(cell_type)
+            cell = DartsCell(candidates, c_pp, c_p, c_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            concat = len(genotype.nodes(cell_type)) if genotype is not None else nodes
+            reduction_prev = reduction
+            c_pp, c_p = c_p, concat * c_curr
+            if i == self.aux_index:
+                self.auxiliary_head = AuxiliaryHead(c_p, num_classes, imagenet=stem == "imagenet")
+        self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
+        self.num_features = c_p
+        self.classifier = nn.Linear(c_p, num_classes)
+        if genotype is not None:
+            self.select(genotype)
+
+    def select(self, genotype: DartsGenotype) -> None:
+        """Switch every cell to ``genotype`` (the discrete network accepts only its own)."""
+        for cell in self.cells:
+            cell_type = "reduce" if cell.reduction else "normal"
+            cell.select(genotype.nodes(cell_type), getattr(genotype, f"{cell_type}_concat"))
+        self.genotype = genotype
+
+    def forward_stages(self, x: Tensor) -> StageOutputs:
+        if self.genotype is None:
+            raise RuntimeError("select a genotype before running the weight-shared network")
+        s0, s1 = self.stem(x)
+        stages, aux_logits = [], None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i in self.stage_ends:
+                stages.append(s1)
+            if i == self.aux_index and self.training:
+                aux_logits = self.auxiliary_head(s1)
+        logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        return StageOutputs(logits, stages, aux_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_stages(x).logits
+
+
+class DartsSpace:
+    """Builds the three networks of the DARTS space at the configured sizes."""
+
+    name = "darts"
+    default_discretizer = {"type": "topk"}
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int,
+        channels: int,
+        layers: int,
+        eval_layers: int,
+        nodes: int,
+        stem: Stem,
+        stem_multiplier: int,
+        primitives: Sequence[str],
+    ) -> None:
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.channels, self.layers, self.eval_layers, self.nodes = channels, layers, eval_layers, nodes
+        self.stem, self.stem_multiplier, self.primitives = stem, stem_multiplier, tuple(primitives)
+        self.edges = cell_edges(nodes)
+
+    def supernet(self) -> DartsSupernet:
+        return DartsSupernet(
+            self.num_classes, self.in_chans, self.channels, self.layers, self.nodes, self.stem, self.stem_multiplier,
+            self.primitives,
+        )
+
+    def eval_network(self, genotype: DartsGenotype | None = None) -> DartsNetwork:
+        """The weight-shared evaluation network E (search width, ``eval_layers`` deep)."""
+        return DartsNetwork(
+            genotype, self.num_classes, self.in_chans, self.channels, self.eval_layers, self.stem,
+            stem_multiplier=self.stem_multiplier, shared=True, nodes=self.nodes, primitives=self.primitives,
+        )
+
+    def discrete(self, genotype: DartsGenotype, **overrides) -> DartsNetwork:
+        """The stand-alone network for ``genotype`` (search sizes unless overridden: channels, layers, ...)."""
+        settings = dict(
+            num_classes=self.num_classes, in_chans=self.in_chans, channels=self.channels, layers=self.eval_layers,
+            stem=self.stem, stem_multiplier=self.stem_multiplier,
+        )
+        return DartsNetwork(genotype, **{**settings, **overrides})
+
+    def genotype(self, nodes: dict[str, list[list[Edge]]]) -> DartsGenotype:
+        """Wrap a discretizer's per-cell node lists as a genotype."""
+        concat = list(range(2, 2 + self.nodes))
+        flat = {cell: [edge for node in nodes[cell] for edge in node] for cell in ("normal", "reduce")}
+        return DartsGenotype(flat["normal"], concat, flat["reduce"], concat)
+
+
+@spaces.register("darts")
+def darts(
+    num_classes: int,
+    in_chans: int,
+    *,
+    channels: int = 16,
+    layers: int = 8,
+    eval_layers: int = 20,
+    nodes: int = 4,
+    stem: Stem = "cifar",
+    stem_multiplier: int = 3,
+    primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),
+) -> DartsSpace:
+    """The DARTS space. ``layers`` is the search network's depth, ``eval_layers`` the evaluation network's."""
+    return DartsSpace(num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives)

@@ -1,0 +1,234 @@
+"""Datasets, seeded splits and loaders: shapes, disjointness, determinism and the errors a user meets."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from cdarts.data import (
+    Cutout,
+    DatasetSplits,
+    cifar10,
+    digits,
+    epoch_seed,
+    imagefolder,
+    imagenet,
+    make_loader,
+    per_class_subset,
+    search_split,
+)
+from cdarts.registry import datasets
+
+CIFAR_MINI = Path("/work/shared/data/cifar10-jpeg-mini")
+
+
+@pytest.fixture(scope="module")
+def digit_splits() -> DatasetSplits:
+    return digits(image_size=12, channels=1, augment=False)
+
+
+def make_tree(root: Path, split: str, classes: dict[str, int], size: int = 20) -> None:
+    """``root/split/<class>/<i>.png``: small PNGs whose colour encodes the class."""
+    for label, (name, count) in enumerate(classes.items()):
+        folder = root / split / name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (size, size), (100 * label, 7 * i, 50)).save(folder / f"{i}.png")
+
+
+def test_factories_are_registered() -> None:
+    for name in ("digits", "cifar10", "cifar100", "imagefolder", "imagenet"):
+        assert name in datasets
+    assert datasets.get("digits") is digits
+
+
+def test_digits_shapes_classes_and_disjoint_splits(digit_splits: DatasetSplits) -> None:
+    image, label = digit_splits.train[0]
+    assert image.shape == (1, 12, 12) and image.dtype == torch.float32
+    assert isinstance(label, int)
+    assert (digit_splits.num_classes, digit_splits.in_chans, digit_splits.image_size) == (10, 1, 12)
+    assert digit_splits.class_names == [str(d) for d in range(10)]
+    assert digit_splits.search_val is None
+    train_idx, test_idx = set(digit_splits.train.indices), set(digit_splits.test.indices)
+    assert not train_idx & test_idx
+    assert len(train_idx) + len(test_idx) == 1797
+    test_labels = torch.tensor([digit_splits.test[i][1] for i in range(len(digit_splits.test))])
+    assert torch.bincount(test_labels, minlength=10).min() >= 30  # stratified: every digit held out
+
+
+def test_digits_three_channels_repeat_grey() -> None:
+    splits = digits(image_size=8, channels=3, augment=False)
+    image, _ = splits.test[5]
+    assert image.shape == (3, 8, 8)
+    assert torch.equal(image[0], image[2])
+    assert len(splits.mean) == len(splits.std) == 3
+
+
+def test_digits_normalised_over_train(digit_splits: DatasetSplits) -> None:
+    images = torch.stack([digit_splits.train[i][0] for i in range(len(digit_splits.train))])
+    assert images.mean().item() == pytest.approx(0.0, abs=1e-3)
+    assert images.std().item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_digits_without_augmentation_is_deterministic(digit_splits: DatasetSplits) -> None:
+    assert torch.equal(digit_splits.train[3][0], digit_splits.train[3][0])
+
+
+def test_digits_augmentation_is_a_translation_without_flip() -> None:
+    plain = digits(image_size=16, channels=1, augment=False).train
+    augmented = digits(image_size=16, channels=1, augment=True).train
+    original = plain[7][0][0]
+    pad = 16 // 8
+    background = original.min()
+    padded = torch.nn.functional.pad(original, (pad, pad, pad, pad), value=background.item())
+    crops = {(dy, dx): padded[dy : dy + 16, dx : dx + 16] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)}
+    torch.manual_seed(0)
+    draws = [augmented[7][0][0] for _ in range(30)]
+    offsets = {next(k for k, crop in crops.items() if torch.allclose(crop, d)) for d in draws}
+    assert len(offsets) > 1
+    assert len(plain) == len(augmented)
+
+
+def test_digits_rejects_bad_channels() -> None:
+    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
+        digits(channels=2)
+
+
+def test_search_split_sizes_and_seeding(digit_splits: DatasetSplits) -> None:
+    train = digit_splits.train
+    a, b = search_split(train, 0.5, seed=1)
+    assert len(a) + len(b) == len(train) and len(a) == len(train) // 2
+    assert not set(a.indices) & set(b.indices)
+    assert search_split(train, 0.5, seed=1)[0].indices == a.indices
+    assert search_split(train, 0.5, seed=2)[0].indices != a.indices
+
+
+def test_search_split_refuses_an_empty_half() -> None:
+    with pytest.raises(ValueError, match="both must be non-empty"):
+        search_split(list(range(3)), 0.2)
+
+
+def test_per_class_subset_counts_and_exclusion() -> None:
+    targets = [0] * 50 + [1] * 30 + [2] * 20
+    first = per_class_subset(targets, 0.2, seed=0)
+    counts = [sum(targets[i] == c for i in first) for c in range(3)]
+    assert counts == [10, 6, 4]
+    second = per_class_subset(targets, 0.2, seed=0, exclude=first)
+    assert not set(first) & set(second) and len(second) == 20
+    assert per_class_subset(targets, 0.2, seed=0) == first
+    assert per_class_subset(targets, 0.2, seed=1) != first
+    with pytest.raises(ValueError, match="fewer than"):
+        per_class_subset(targets, 0.9, seed=0, exclude=first)
+
+
+def test_make_loader_replays_with_same_seed(digit_splits: DatasetSplits) -> None:
+    def first_labels(seed: int) -> torch.Tensor:
+        return next(iter(make_loader(digit_splits.train, 32, shuffle=True, seed=seed)))[1]
+
+    assert torch.equal(first_labels(epoch_seed(0, 3)), first_labels(epoch_seed(0, 3)))
+    assert not torch.equal(first_labels(epoch_seed(0, 3)), first_labels(epoch_seed(0, 4)))
+    images, labels = next(iter(make_loader(digit_splits.train, 32, shuffle=False, seed=0)))
+    assert images.shape == (32, 1, 12, 12) and labels.dtype == torch.int64
+
+
+def test_make_loader_too_small_dataset(digit_splits: DatasetSplits) -> None:
+    subset = torch.utils.data.Subset(digit_splits.train, range(10))
+    with pytest.raises(ValueError, match="dataset of 10 images is smaller than one batch of 16"):
+        make_loader(subset, 16, shuffle=True, seed=0)
+    assert len(make_loader(subset, 16, shuffle=True, seed=0, drop_last=False)) == 1
+
+
+def test_cutout_zeroes_at_most_a_square() -> None:
+    torch.manual_seed(0)
+    image = torch.ones(3, 32, 32)
+    out = Cutout(8)(image)
+    zeros = (out[0] == 0).sum().item()
+    assert 0 < zeros <= 64
+    assert torch.equal(out[0] == 0, out[2] == 0)
+    assert image.min() == 1  # input untouched
+
+
+def test_imagefolder_splits_a_train_only_tree(tmp_path: Path) -> None:
+    make_tree(tmp_path, "train", {"cat": 5, "dog": 5})
+    splits = imagefolder(root=str(tmp_path), image_size=16, test_fraction=0.2)
+    assert splits.class_names == ["cat", "dog"] and splits.num_classes == 2
+    assert len(splits.train) == 8 and len(splits.test) == 2
+    assert not set(splits.train.indices) & set(splits.test.indices)
+    assert sorted(splits.test[i][1] for i in range(2)) == [0, 1]
+    image, label = splits.train[0]
+    assert image.shape == (3, 16, 16) and image.dtype == torch.float32 and label in (0, 1)
+
+
+def test_imagefolder_uses_a_test_folder(tmp_path: Path) -> None:
+    make_tree(tmp_path, "train", {"cat": 5, "dog": 5})
+    make_tree(tmp_path, "val", {"cat": 2, "dog": 2})
+    splits = imagefolder(root=str(tmp_path), image_size=16, augment=False)
+    assert len(splits.train) == 10 and len(splits.test) == 4
+    assert torch.equal(splits.train[1][0], splits.train[1][0])
+
+
+def test_imagefolder_missing_folder_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        imagefolder(root=str(missing))
+    tmp_path.joinpath("empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="train"):
+        imagefolder(root=str(tmp_path / "empty"))
+
+
+def test_imagenet_per_class_fractions_are_disjoint(tmp_path: Path) -> None:
+    make_tree(tmp_path, "train", {"n01": 20, "n02": 20}, size=40)
+    make_tree(tmp_path, "val", {"n01": 4, "n02": 4}, size=40)
+    splits = imagenet(root=str(tmp_path), image_size=32, train_fraction_per_class=0.2, val_fraction_per_class=0.1)
+    assert splits.search_val is not None
+    assert len(splits.train) == 8 and len(splits.search_val) == 4 and len(splits.test) == 8
+    assert not set(splits.train.indices) & set(splits.search_val.indices)
+    image, _ = splits.search_val[0]
+    assert image.shape == (3, 32, 32)
+    assert imagenet(root=str(tmp_path), image_size=32, val_fraction_per_class=0).search_val is None
+
+
+def test_cifar10_missing_root_mentions_download(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="download: true") as info:
+        cifar10(root=str(tmp_path / "data"))
+    assert str(tmp_path / "data") in str(info.value)
+
+
+def test_cifar10_missing_files_are_listed(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks data_batch_1.*download: true"):
+        cifar10(root=str(tmp_path))
+
+
+def test_cifar10_darts_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny CIFAR-10 in torchvision's pickle format (checksums bypassed) loads with crop, flip and cutout."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = torch.randint(0, 256, (4, 3072), dtype=torch.uint8, generator=generator).numpy()
+        folder.joinpath(name).write_bytes(pickle.dumps({"data": data, "labels": [0, 1, 2, 9]}))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    folder.joinpath("batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    splits = cifar10(root=str(tmp_path), cutout=16)
+    assert (len(splits.train), len(splits.test), splits.num_classes) == (20, 4, 10)
+    assert splits.class_names == names
+    image, label = splits.train[3]
+    assert image.shape == (3, 32, 32) and label == 9
+    test_image, _ = splits.test[0]
+    assert torch.equal(test_image, splits.test[0][0])
+
+
+def test_cifar10_jpeg_mini_through_imagefolder() -> None:
+    if not (CIFAR_MINI / "train").is_dir():
+        pytest.skip(f"{CIFAR_MINI} is absent")
+    splits = imagefolder(root=str(CIFAR_MINI), image_size=32)
+    assert (len(splits.train), len(splits.test), splits.num_classes) == (10000, 2000, 10)
+    assert splits.class_names[0] == "airplane"
+    images, labels = next(iter(make_loader(splits.test, 8, shuffle=True, seed=0)))
+    assert images.shape == (8, 3, 32, 32) and labels.max() < 10
