@@ -1,0 +1,1 @@
+"""Command-line entry points: thin argument parsing over the library."""
