@@ -3,10 +3,18 @@
 Importing the package registers the built-in components (ops, spaces, losses, discretizers, strategies,
 datasets, genotypes) and the ``cdarts_*`` timm models; heavy optional dependencies load lazily.
 """
-from cdarts import discretizers, genotypes, losses, ops, spaces  # noqa: F401 - registration on import
+from cdarts import data, discretizers, genotypes, losses, ops, optim, spaces, strategies  # noqa: F401 - registration
+from cdarts import models  # noqa: F401
 from cdarts.config import ConfigError
 from cdarts.genotypes import DartsGenotype, NB201Genotype, load_genotype
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DartsGenotype", "NB201Genotype", "load_genotype", "__version__"]
+__all__ = ["ConfigError", "DartsGenotype", "NB201Genotype", "load_genotype", "search", "__version__"]
+
+
+def search(config, overrides=(), output=None, resume=False):
+    """Run a search (see ``cdarts.engine.search``); imported lazily to keep ``import cdarts`` light."""
+    from cdarts.engine import search as run
+
+    return run(config, overrides=overrides, output=output, resume=resume)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,24 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 
 from cdarts.registry import close_match, registry, unknown_name_message
+
+
+class _Loader(yaml.SafeLoader):
+    """``safe_load`` that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``; ML configs write ``1e-3``)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """``safe_dump`` that quotes the strings ``_Loader`` would read as floats, so they stay strings."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``, with ``1e-3`` a float."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -58,7 +77,7 @@ def Component(kind: str) -> Any:  # noqa: N802 - reads as a type in signatures
 
 
 def build(kind: str, spec: Mapping[str, Any] | str, *args: Any, **kwargs: Any) -> Any:
-    """Call the factory that ``spec["type"]`` names in registry ``kind`` with ``args``, the spec's keys and ``kwargs``."""
+    """Call the factory that ``spec["type"]`` names in registry ``kind`` with ``args``, the spec's keys, ``kwargs``."""
     spec = {"type": spec} if isinstance(spec, str) else spec
     factory = registry(kind).get(spec["type"])
     return factory(*args, **{k: v for k, v in spec.items() if k != "type"}, **kwargs)
@@ -73,7 +92,7 @@ def config_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
 
 def _type_hints(factory: Callable) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(factory, include_extras=True)
+        return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=True)
     except Exception:  # unresolvable forward references: validate those parameters loosely
         return {}
 
@@ -183,7 +202,7 @@ class _Validator:
                 self.fail(path, f"expected null, got {_describe(value)}")
             return value
         if origin is Literal:
-            if value not in args:
+            if not any(type(value) is type(a) and value == a for a in args):
                 choices = ", ".join(repr(a) for a in args)
                 match = close_match(str(value), [str(a) for a in args])
                 hint = f"; did you mean {match!r}?" if match else ""
@@ -208,7 +227,7 @@ class _Validator:
             if len(value) != len(args):
                 self.fail(path, f"expected {len(args)} items ({_type_name(annotation)}), got {len(value)}")
                 return list(value)
-            return [self.value(v, a, _join(path, i)) for i, (v, a) in enumerate(zip(value, args))]
+            return [self.value(v, a, _join(path, i)) for i, (v, a) in enumerate(zip(value, args, strict=True))]
         item_type = args[0] if args else Any
         return [self.value(v, item_type, _join(path, i)) for i, v in enumerate(value)]
 
@@ -261,7 +280,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError([f"{path}: config file does not exist"])
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -282,7 +301,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError([f"--set {text!r}: expected KEY.PATH=VALUE, e.g. strategy.epochs=3"])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml_text(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -301,7 +320,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise ConfigError([f"--set {text!r}: {'.'.join(keys[: depth + 1])} is {_describe(child)}, not a mapping"])
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError([f"--set {text!r}: {where} is {_describe(child)}, not a mapping"])
             node[key] = child
             node = child
         node[keys[-1]] = value
@@ -318,7 +338,7 @@ def load_config(
 
 def dump_yaml(config: Mapping[str, Any]) -> str:
     """The config as YAML text, keys in their given order, readable by ``safe_load``."""
-    return yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=None)
+    return yaml.dump(_plain(config), Dumper=_Dumper, sort_keys=False, default_flow_style=None)
 
 
 def _plain(value: Any) -> Any:

@@ -166,13 +166,27 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = True, num_workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    drop_last: bool = True,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """A loader whose order is fixed by ``seed``; build one per epoch with ``seed=epoch_seed(run_seed, epoch)``.
 
     The seeded generator also seeds the worker processes, so augmentation in workers replays too; with
     ``num_workers=0`` augmentation draws from torch's global RNG, which the engine seeds or checkpoints.
+    With several processes, every rank draws the same seeded order and keeps every ``world_size``-th item from
+    ``rank`` on, so the ranks see disjoint shards of one shuffle.
     """
+    generator = torch.Generator().manual_seed(seed)
+    if world_size > 1:
+        order = torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
+        dataset, shuffle = Subset(dataset, order[rank::world_size].tolist()), False
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if drop_last and len(dataset) < batch_size:
@@ -186,7 +200,7 @@ def make_loader(
         shuffle=shuffle,
         drop_last=drop_last,
         num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
+        generator=generator,
     )
 
 

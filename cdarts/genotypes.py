@@ -7,12 +7,17 @@ The published genotypes of algorithm.md section 7 are registered by name in the 
 from __future__ import annotations
 
 import ast
+import itertools
 import json
-from collections.abc import Sequence
+import operator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
+from cdarts.ops.nb201 import NB201_PRIMITIVES
 from cdarts.registry import genotypes as genotype_registry
 from cdarts.registry import unknown_name_message
 
@@ -21,12 +26,37 @@ Edge = tuple[str, int]
 
 
 def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
+    if not isinstance(pairs, (list, tuple)):
+        raise ValueError(f"{where}: expected a list of (op name, input index) pairs, got {pairs!r}")
     result = []
     for pair in pairs:
-        if len(pair) != 2 or not isinstance(pair[0], str) or isinstance(pair[1], bool) or not isinstance(pair[1], int):
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or isinstance(pair[1], bool)
+            or not isinstance(pair[1], int)
+        ):
             raise ValueError(f"{where}: expected (op name, input index) pairs, got {pair!r}")
         result.append((pair[0], pair[1]))
     return tuple(result)
+
+
+def _concat(values: Sequence[int], edges: tuple[Edge, ...], where: str) -> tuple[int, ...]:
+    """The concatenated node indices; their count is the node count, so ``edges`` must divide evenly over it."""
+    if not isinstance(values, (list, tuple, range)):
+        raise ValueError(f"{where}_concat: expected a list of node indices, got {values!r}")
+    if not values or not edges or len(edges) % len(values):
+        raise ValueError(f"{where}: {len(edges)} edges do not divide evenly over {len(values)} nodes")
+    try:
+        concat = tuple(operator.index(c) for c in values)
+    except TypeError:
+        raise ValueError(f"{where}_concat: expected node indices, got {values!r}") from None
+    bad = [c for c in concat if not 0 <= c < 2 + len(concat)]
+    if bad:
+        valid = f"0..{len(concat) + 1}"
+        raise ValueError(f"{where}_concat: no node {bad[0]} in a cell of {len(concat)} nodes (valid: {valid})")
+    return concat
 
 
 @dataclass(frozen=True)
@@ -46,10 +76,8 @@ class DartsGenotype:
 
     def __post_init__(self) -> None:
         for cell in ("normal", "reduce"):
-            edges, concat = getattr(self, cell), getattr(self, f"{cell}_concat")
-            edges, concat = _edges(edges, cell), tuple(int(c) for c in concat)
-            if not concat or not edges or len(edges) % len(concat):
-                raise ValueError(f"{cell}: {len(edges)} edges do not divide evenly over {len(concat)} nodes")
+            edges = _edges(getattr(self, cell), cell)
+            concat = _concat(getattr(self, f"{cell}_concat"), edges, cell)
             object.__setattr__(self, cell, edges)
             object.__setattr__(self, f"{cell}_concat", concat)
             per_node = len(edges) // len(concat)
@@ -100,6 +128,8 @@ class NB201Genotype:
     space = "nas-bench-201"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.node_edges, (list, tuple)):
+            raise ValueError(f"expected one list of (op, input) pairs per node, got {self.node_edges!r}")
         nodes = tuple(_edges(node, f"node {j + 1}") for j, node in enumerate(self.node_edges))
         for j, node in enumerate(nodes, start=1):
             if sorted(i for _, i in node) != list(range(j)):
@@ -138,12 +168,137 @@ def parse_arch_string(text: str) -> NB201Genotype:
     return NB201Genotype(tuple(nodes))
 
 
+NB201_EDGES = tuple((i, node) for node in range(1, 4) for i in range(node))
+"""``(input, node)`` of the six NAS-Bench-201 edges in alpha-row order: (0,1), (0,2), (1,2), (0,3), (1,3), (2,3)."""
+
+
+def nb201_from_ops(ops: Sequence[str]) -> NB201Genotype:
+    """The cell with ``ops[r]`` on edge ``NB201_EDGES[r]``."""
+    if len(ops) != len(NB201_EDGES):
+        raise ValueError(f"a NAS-Bench-201 cell has {len(NB201_EDGES)} edges, got {len(ops)} ops: {list(ops)!r}")
+    rows = list(enumerate(NB201_EDGES))
+    return NB201Genotype(tuple(tuple((ops[r], i) for r, (i, j) in rows if j == node) for node in (1, 2, 3)))
+
+
+def nb201_ops(genotype: NB201Genotype) -> tuple[str, ...]:
+    """The cell's op per edge in ``NB201_EDGES`` order, whatever order its nodes list their edges in."""
+    if len(genotype.node_edges) != 3:
+        raise ValueError(f"a NAS-Bench-201 cell has 3 nodes; {genotype} has {len(genotype.node_edges)}")
+    by_edge = {(i, node): op for node, edges in enumerate(genotype.node_edges, start=1) for op, i in edges}
+    return tuple(by_edge[edge] for edge in NB201_EDGES)
+
+
+def enumerate_nb201(primitives: Sequence[str] = NB201_PRIMITIVES) -> Iterator[NB201Genotype]:
+    """Every cell of the space, ``len(primitives) ** 6`` of them (15,625 for the standard five ops), in
+    ``itertools.product`` order over the edges (the last edge varies fastest, ops in ``primitives`` order)."""
+    for ops in itertools.product(primitives, repeat=len(NB201_EDGES)):
+        yield nb201_from_ops(ops)
+
+
+_Labelled = tuple[tuple[tuple[str, tuple[tuple[int, int], ...]], ...], tuple[tuple[int, int], ...]]
+
+
+def _nb201_function(ops: Sequence[str]) -> _Labelled:
+    """A canonical encoding of what the cell computes, as the DAG of its live parameterised-op applications.
+
+    Every edge whose op is neither ``none`` nor ``skip_connect`` and whose input is not zero is one application
+    (one module, its own weights) of the op to its input node's value; a node's value is the multiset of
+    applications (and of the cell input ``x``) it sums, expanded through skip connections. The encoding lists the
+    applications the output depends on, each as ``(op, input multiset)`` with the inputs named by position in the
+    list (``-1`` is ``x``), plus the output multiset; the labelling is the least over all that order the
+    applications by their expression text, so two cells get the same encoding exactly when their DAGs are
+    isomorphic.
+    """
+    applications: list[tuple[str, Counter]] = []
+    values: list[Counter] = [Counter({-1: 1})]
+    for node in (1, 2, 3):
+        value: Counter = Counter()
+        for (source, target), op in zip(NB201_EDGES, ops, strict=True):
+            if target != node or op == "none" or not values[source]:
+                continue
+            if op == "skip_connect":
+                value.update(values[source])
+            else:
+                applications.append((op, values[source]))
+                value[len(applications) - 1] += 1
+        values.append(value)
+    output = values[3]
+
+    live: set[int] = set()
+    pending = [term for term in output if term >= 0]
+    while pending:
+        term = pending.pop()
+        if term not in live:
+            live.add(term)
+            pending.extend(t for t in applications[term][1] if t >= 0)
+
+    text: dict[int, str] = {-1: "x"}
+
+    def expression(term: int) -> str:
+        if term not in text:
+            op, inputs = applications[term]
+            text[term] = op + "(" + "+".join(sorted(f"{expression(t)}*{n}" for t, n in inputs.items())) + ")"
+        return text[term]
+
+    order = sorted(live, key=expression)
+    groups = [list(group) for _, group in itertools.groupby(order, key=expression)]
+    best = None
+    for arrangement in itertools.product(*(itertools.permutations(group) for group in groups)):
+        labels = {-1: -1}
+        labels.update((term, index) for index, term in enumerate(t for group in arrangement for t in group))
+
+        def named(multiset: Counter, labels: dict[int, int] = labels) -> tuple[tuple[int, int], ...]:
+            return tuple(sorted((labels[t], n) for t, n in multiset.items()))
+
+        encoding = (
+            tuple((applications[t][0], named(applications[t][1])) for group in arrangement for t in group),
+            named(output),
+        )
+        best = encoding if best is None or encoding < best else best
+    return best
+
+
+@lru_cache(maxsize=8)
+def _nb201_representatives(primitives: tuple[str, ...]) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Every cell over ``primitives`` (as ops in edge order) mapped to its class representative."""
+    functions = {ops: _nb201_function(ops) for ops in itertools.product(primitives, repeat=len(NB201_EDGES))}
+    best: dict[_Labelled, tuple[str, ...]] = {}
+    for ops, function in functions.items():
+        current = best.get(function)
+        if current is None or (sum(op != "none" for op in ops), ops) < (sum(op != "none" for op in current), current):
+            best[function] = ops
+    return {ops: best[function] for ops, function in functions.items()}
+
+
+def canonical_nb201(genotype: NB201Genotype) -> NB201Genotype:
+    """One representative per class of cells that compute the same function, so isomorphic cells compare equal.
+
+    Two cells are identified exactly when the DAGs of their live parameterised-op applications are isomorphic
+    (see ``_nb201_function``), where ``none`` is zero, ``skip_connect`` the identity, addition commutative and
+    associative, and an op on an all-zero node zero (NAS-Bench-201's convention: it drops the constant that an
+    affine BN adds to a zero input). So edges that cannot reach the output, edges out of nodes that are always
+    zero and any arrangement of skip connections with the same effect do not matter; a module used twice
+    (reached through two skip paths) is told apart from two modules with independent weights, and the
+    multiplicity of a term counts (``x + x`` is not ``x``). Algebraic facts about particular ops (``avg_pool_3x3``
+    is linear, BN is scale-invariant in training) are not used: cells they would make equal stay apart.
+
+    The representative is the class member with the fewest non-``none`` edges, then the least tuple of op names in
+    edge order; it therefore has ``none`` on every edge that does not matter.
+    """
+    ops = nb201_ops(genotype)
+    primitives = tuple(sorted(set(NB201_PRIMITIVES) | set(ops)))
+    return nb201_from_ops(_nb201_representatives(primitives)[ops])
+
+
 def _literal(node: ast.expr, text: str) -> Any:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
-        return list(range(*(ast.literal_eval(a) for a in node.args)))
+    """A literal, or ``range(...)`` of literals (kept lazy: its length is checked before it is listed)."""
     try:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+            if node.keywords:
+                raise ValueError("range takes no keywords")
+            return range(*(ast.literal_eval(a) for a in node.args))
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise ValueError(f"bad Genotype text {text!r}: {ast.unparse(node)!r} is not a literal") from None
 
 
@@ -153,10 +308,14 @@ def parse_darts_text(text: str) -> DartsGenotype:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         raise ValueError(f"bad Genotype text {text!r}: {exc.msg}") from None
+    except (ValueError, MemoryError, RecursionError):
+        raise ValueError(f"bad Genotype text {text!r}: not parseable") from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
         raise ValueError(f"bad Genotype text {text!r}: expected Genotype(normal=..., reduce=...)")
     fields = ("normal", "normal_concat", "reduce", "reduce_concat")
-    values = dict(zip(fields, (_literal(a, text) for a in tree.args)))
+    if len(tree.args) > len(fields):
+        raise ValueError(f"bad Genotype text: {len(tree.args)} positional fields; valid fields: {', '.join(fields)}")
+    values = dict(zip(fields, (_literal(a, text) for a in tree.args), strict=False))
     for keyword in tree.keywords:
         if keyword.arg not in fields:
             raise ValueError(f"bad Genotype text: unknown field {keyword.arg!r}; valid fields: {', '.join(fields)}")
@@ -175,6 +334,8 @@ def genotype_from_json(data: Any) -> Genotype:
         raise ValueError(f"expected a genotype object, got {type(data).__name__}")
     space = data.get("space", "darts")
     if space == "nas-bench-201":
+        if not isinstance(data.get("arch"), str):
+            raise ValueError(f"NAS-Bench-201 genotype JSON needs an 'arch' string, got {data.get('arch')!r}")
         return parse_arch_string(data["arch"])
     if space != "darts":
         raise ValueError(unknown_name_message("genotype space", space, ["darts", "nas-bench-201"]))
@@ -206,6 +367,8 @@ def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
     text = str(ref)
     if genotype_registry.has(text):
         return genotype_registry.get(text)
+    if text.lstrip().startswith(("Genotype(", "|", "{")):
+        return parse_genotype(text)
     path = Path(text)
     if path.is_dir() and (path / "genotype.json").is_file():
         path = path / "genotype.json"
@@ -214,8 +377,6 @@ def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
             return genotype_from_json(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a genotype JSON file ({exc})") from None
-    if text.lstrip().startswith(("Genotype(", "|", "{")):
-        return parse_genotype(text)
     raise ValueError(
         unknown_name_message("genotype", text, genotype_registry.names()) + " (nor a genotype JSON file or text)"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create_temporary(path: Path) -> Path:
+    """A new empty file beside ``path``, with the permissions a plain ``open(path, "w")`` would give.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only, and the rename would carry that over.
+    """
+    while True:
+        tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp_path
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)``, fsync it and rename it to ``path``; on any error the target is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path)
     try:
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:

@@ -86,9 +86,13 @@ strategies = Registry("strategies", "strategy")
 datasets = Registry("datasets", "dataset")
 genotypes = Registry("genotypes", "genotype")
 benchmarks = Registry("benchmarks", "benchmark")
+optimizers = Registry("optimizers", "optimizer")
+schedulers = Registry("schedulers", "scheduler")
 
 REGISTRIES: dict[str, Registry] = {
-    r.kind: r for r in (ops, spaces, losses, heads, discretizers, strategies, datasets, genotypes, benchmarks)
+    r.kind: r for r in (
+        ops, spaces, losses, heads, discretizers, strategies, datasets, genotypes, benchmarks, optimizers, schedulers
+    )
 }
 
 

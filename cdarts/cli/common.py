@@ -12,6 +12,15 @@ USER_ERRORS = (ConfigError, RegistryError, FileNotFoundError, FileExistsError, V
 """Exceptions that mean "bad input" (config, names, paths, files); anything else is a bug and keeps its traceback."""
 
 
+def program_name(module: str) -> str:
+    """``cdarts-inspect`` for ``cdarts.cli.inspect`` (also when run as ``python -m``), ``cdarts`` for the main one."""
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None else module
+    name = module.rsplit(".", 1)[-1]
+    return "cdarts" if name == "main" else f"cdarts-{name}"
+
+
 def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a CLI ``main`` so bad input prints ``<prog>: error: ...`` and exits 2."""
 
@@ -21,8 +30,7 @@ def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            prog = main.__module__.rsplit(".", 1)[-1]
-            print(f"cdarts-{prog}: error: {message}", file=sys.stderr)
+            print(f"{program_name(main.__module__)}: error: {message}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

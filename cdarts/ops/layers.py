@@ -75,5 +75,6 @@ class FactorizedReduce(nn.Module):
         out_1 = self.conv_1(x)
         out_2 = self.conv_2(shifted)
         if out_2.shape[-2:] != out_1.shape[-2:]:
-            out_2 = nn.functional.pad(out_2, (0, out_1.shape[-1] - out_2.shape[-1], 0, out_1.shape[-2] - out_2.shape[-2]))
+            pad_w, pad_h = out_1.shape[-1] - out_2.shape[-1], out_1.shape[-2] - out_2.shape[-2]
+            out_2 = nn.functional.pad(out_2, (0, pad_w, 0, pad_h))
         return self.bn(torch.cat([out_1, out_2], dim=1))

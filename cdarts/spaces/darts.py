@@ -85,15 +85,16 @@ def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool) 
 
 class MixedOp(nn.Module):
     """``sum_k w_k op_k(x)`` over the primitives. The ``none`` op is skipped: it adds zero, and its alpha still gets
-    its gradient through the softmax of the others."""
+    its gradient through the softmax of the others. ``pool_bn`` follows pooling ops with a non-affine BN, as DARTS
+    does (NAS-Bench-201 does not)."""
 
-    def __init__(self, primitives: Sequence[str], channels: int, stride: int) -> None:
+    def __init__(self, primitives: Sequence[str], channels: int, stride: int, pool_bn: bool = True) -> None:
         super().__init__()
         self.ops = nn.ModuleList()
         self.computed: list[int] = []
         for index, name in enumerate(primitives):
             op = build_op(name, channels, stride, affine=False)
-            if "pool" in name:
+            if pool_bn and "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             self.ops.append(op)
             if name != "none":

@@ -1,0 +1,181 @@
+"""Crash-safe, unpickling-free checkpoints: one folder per checkpoint, written under a temporary name, fsynced,
+then renamed, with a manifest of sizes and SHA-256 hashes that loading checks.
+
+Layout of ``checkpoints/epoch-0007/``: ``tensors.safetensors`` (module states, keys prefixed by module name),
+``optim.pt`` (optimizer states and the torch RNG: plain tensors and numbers, read with ``weights_only=True``),
+``state.json`` (everything else: epoch, history, Python/NumPy RNG) and ``manifest.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.optim import Optimizer
+
+from cdarts.io import fsync_dir
+
+PREFIX = "epoch-"
+FILES = ("tensors.safetensors", "optim.pt", "state.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or corrupt; the message names the file and the problem."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensor part, JSON part) of every RNG a run draws from."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, state, gauss = random.getstate()
+    return tensors, {
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(state), gauss],
+    }
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in tensors]
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, state, gauss = plain["python"]
+    random.setstate((version, tuple(state), gauss))
+
+
+def save_checkpoint(
+    folder: Path,
+    epoch: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, Optimizer],
+    state: dict[str, Any],
+    keep: int = 2,
+    extra_tensors: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{epoch:04d}"
+    tmp = folder / f".tmp-{PREFIX}{epoch:04d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        tensors = {
+            f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in modules.items()
+            for key, value in module.state_dict().items()
+        }
+        save_file(tensors, str(tmp / "tensors.safetensors"))
+        rng_tensors, rng_plain = rng_state()
+        optim = {"optimizers": {name: opt.state_dict() for name, opt in optimizers.items()}, "rng": rng_tensors,
+                 "extra": extra_tensors or {}}
+        torch.save(optim, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "rng": rng_plain, **state}))
+        manifest = {}
+        for name in FILES:
+            _fsync(tmp / name)
+            manifest[name] = {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        (tmp / "manifest.json").write_text(json.dumps({"epoch": epoch, "files": manifest}, indent=1))
+        _fsync(tmp / "manifest.json")
+        fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(folder)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete-looking checkpoint folders, newest first (temporary folders are ignored)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]), reverse=True)
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check a checkpoint against its manifest; return the manifest or raise CheckpointError naming the file."""
+    manifest_path = path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{manifest_path}: missing (the checkpoint was not completely written)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{manifest_path}: not valid JSON ({exc})") from None
+    for name in FILES:
+        entry = manifest.get("files", {}).get(name)
+        file = path / name
+        if entry is None:
+            raise CheckpointError(f"{manifest_path}: no entry for {name}")
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing")
+        if file.stat().st_size != entry["size"]:
+            raise CheckpointError(f"{file}: size {file.stat().st_size} bytes, manifest says {entry['size']} (truncated?)")
+        if _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"{file}: SHA-256 does not match the manifest (corrupt)")
+    return manifest
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(tensors, optimizer/RNG part, JSON state) of a verified checkpoint; nothing is unpickled."""
+    verify(path)
+    try:
+        tensors = load_file(str(path / "tensors.safetensors"))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path / 'tensors.safetensors'}: cannot read ({exc})") from None
+    try:
+        optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused or corrupt content
+        raise CheckpointError(f"{path / 'optim.pt'}: refused or unreadable ({str(exc).splitlines()[0]})") from None
+    return tensors, optim, json.loads((path / "state.json").read_text())
+
+
+def latest_checkpoint(folder: Path, warn=print) -> tuple[Path, tuple] | None:
+    """The newest checkpoint that verifies and loads, falling back to older ones (and saying so)."""
+    for path in list_checkpoints(folder):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            warn(f"checkpoint {path.name} is unusable: {exc}; falling back to the previous one")
+    return None
+
+
+def restore_modules(tensors: dict[str, torch.Tensor], modules: dict[str, nn.Module]) -> None:
+    """Load each module's entries (``name.key``) strictly: a missing or unexpected key is an error."""
+    for name, module in modules.items():
+        prefix = f"{name}."
+        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(own, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint does not match module {name!r}: {str(exc).splitlines()[0]}") from None

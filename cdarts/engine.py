@@ -1,0 +1,280 @@
+"""The search engine: config in, run folder and genotype out. ``cdarts-search`` is a thin layer over ``search``.
+
+One Accelerator handles processes, devices and mixed precision; the strategy does the learning. After every
+epoch the engine derives the genotype, logs metrics, and writes an atomic checkpoint, so ``resume=True``
+replays exactly the run an uninterrupted one would have made.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Subset
+
+from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
+from cdarts.config import Component, build, config_parameters, dump_yaml, load_config
+from cdarts.data import epoch_seed, make_loader, search_split
+from cdarts.genotypes import Genotype
+from cdarts.io import atomic_write_json, atomic_write_text
+from cdarts.registry import datasets
+from cdarts.strategies.base import SearchContext, alpha_weights
+from cdarts.strategies.loop import Runtime
+
+SPLITS = ("train", "val", "test")
+
+
+def search_config(
+    *,
+    seed: int = 0,
+    data: Component("datasets") = {"type": "digits"},  # noqa: B006 - schema default
+    train_fraction: float = 0.5,
+    batch_size: int = 64,
+    eval_batch_size: int | None = None,
+    num_workers: int = 0,
+    space: Component("spaces") = {"type": "darts"},  # noqa: B006
+    discretizer: Component("discretizers") | None = None,
+    strategy: Component("strategies") = {"type": "cdarts"},  # noqa: B006
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no",
+    cpu: bool = False,
+    threads: int | None = None,
+    grad_clip: float | None = 5.0,
+    max_steps_per_epoch: int | None = None,
+    eval_bn_batches: int = 10,
+    keep_checkpoints: int = 2,
+    plots: bool = True,
+) -> None:
+    """The keys of a search config (its signature is the schema; it is never called).
+
+    ``train_fraction`` splits the training set into S's train half and the val half (seeded shuffle);
+    ``discretizer: null`` takes the space's own rule (top-2 for DARTS, argmax for NAS-Bench-201);
+    ``threads`` sets torch's CPU threads (at tiny sizes one thread can beat two); ``max_steps_per_epoch``
+    caps the batches per epoch (quick trials, benchmarks); ``eval_bn_batches`` re-estimates BN statistics on that many
+    val batches before each eval-mode accuracy (0: use the running statistics as they are).
+    """
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    run_dir: Path
+    history: list[dict[str, Any]]
+
+
+def search(
+    config: str | Path | dict,
+    overrides: Sequence[str] = (),
+    output: str | Path | None = None,
+    resume: bool = False,
+) -> SearchResult:
+    """Run a search from a YAML file or a config dict; return the final genotype and the run folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, set_seed
+
+    cfg = load_config(config, search_config, overrides)
+    name = Path(config).stem if isinstance(config, (str, Path)) else "search"
+    # Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
+    # of `accelerate launch --multi_gpu --num_processes 2` would run the whole search alone, as its own main process.
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(mixed_precision=cfg["mixed_precision"],
+                              cpu=cfg["cpu"] or (launched and not torch.cuda.is_available()))
+    main = accelerator.is_main_process
+    log = accelerator.print
+    run_dir = [str(prepare_run_dir(output, name, resume)) if main else ""]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(run_dir)
+    run_dir = Path(run_dir[0])
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    set_seed(cfg["seed"])
+
+    data_spec = cfg["data"]
+    splits = build("datasets", data_spec)
+    if splits.search_val is not None:
+        train, val = splits.train, splits.search_val
+        val_eval = val
+    else:
+        train, val = search_split(splits.train, cfg["train_fraction"], cfg["seed"])
+        val_eval = Subset(plain_train(data_spec), val.indices)
+    data = {"train": train, "val": val, "test": splits.test, "val_eval": val_eval}
+    space = build("spaces", cfg["space"], splits.num_classes, splits.in_chans)
+    discretizer = build("discretizers", cfg["discretizer"] or space.default_discretizer)
+    strategy = build("strategies", cfg["strategy"])
+    runtime = make_runtime(accelerator, cfg)
+    eval_batch = cfg["eval_batch_size"] or 2 * cfg["batch_size"]
+
+    def loader(split: str, epoch: int, repeat: int = 0) -> Iterable:
+        training = split in ("train", "val")
+        return make_loader(
+            data[split], cfg["batch_size"] if training else eval_batch, shuffle=training, drop_last=training,
+            seed=epoch_seed(cfg["seed"], (epoch * 16 + repeat) * 4 + SPLITS.index(split.split("_")[0])),
+            num_workers=cfg["num_workers"], rank=accelerator.process_index, world_size=accelerator.num_processes,
+        )
+
+    def progress(batches: Iterable, desc: str, total: int | None = None):
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, desc=desc, total=total, disable=not main, leave=False, dynamic_ncols=True)
+
+    sample = splits.train[0][0].unsqueeze(0)
+    ctx = SearchContext(space, discretizer, runtime, splits.num_classes, sample, loader, progress,
+                        cfg["max_steps_per_epoch"], cfg["eval_bn_batches"])
+    strategy.setup(ctx)
+
+    history: list[dict[str, Any]] = []
+    start = 0
+    checkpoints = run_dir / "checkpoints"
+    if resume:
+        found = latest_checkpoint(checkpoints, warn=log)
+        if found is not None:
+            path, (tensors, optim, state) = found
+            strategy.restore(state["strategy"])
+            restore_modules(tensors, strategy.modules())
+            for key, opt in strategy.optimizers().items():
+                opt.load_state_dict(optim["optimizers"][key])
+            if runtime.scaler is not None and "scaler" in state:
+                runtime.scaler.load_state_dict(state["scaler"])
+            set_rng_state(optim["rng"], state["rng"])
+            history, start = state["history"], state["epoch"] + 1
+            log(f"resuming from {path} (epoch {start} of {strategy.total_epochs})")
+        else:
+            log(f"no checkpoint in {checkpoints}; starting from scratch")
+    if main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+
+    for epoch in range(start, strategy.total_epochs):
+        began = time.perf_counter()
+        metrics = strategy.run_epoch(epoch)
+        metrics.update(strategy.evaluate(epoch))
+        genotype = strategy.genotype()
+        metrics.update(diagnostics(genotype, strategy.alphas()))
+        phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
+        row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
+        history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
+                        "metrics": row})
+        if main:
+            write_logs(run_dir, history)
+            state = {"strategy": strategy.state(), "history": history}
+            if runtime.scaler is not None:
+                state["scaler"] = runtime.scaler.state_dict()
+            save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(), state,
+                            keep=cfg["keep_checkpoints"])
+            log(epoch_line(row, strategy.total_epochs, genotype))
+            if metrics.get("collapse"):
+                log(f"warning: the genotype is collapsing to parameter-free ops ({metrics['param_free_ops']:.0f})")
+        accelerator.wait_for_everyone()
+
+    genotype = strategy.genotype()
+    if main:
+        atomic_write_json(run_dir / "genotype.json", genotype.to_json())
+        if cfg["plots"]:
+            write_plots(run_dir, genotype, history)
+        log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
+            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
+    accelerator.wait_for_everyone()
+    return SearchResult(genotype, run_dir, history)
+
+
+def plain_train(data_spec: dict) -> Any:
+    """The training set without augmentation, for measuring accuracy on the val split."""
+    if "augment" not in config_parameters(datasets.get(data_spec["type"])):
+        return build("datasets", data_spec).train
+    return build("datasets", {**data_spec, "augment": False}).train
+
+
+def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
+    precision = cfg["mixed_precision"]
+    dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
+    return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"])
+
+
+def prepare_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
+    """The run folder; refuses one that holds another run unless resuming it."""
+    if output is None:
+        if resume:
+            raise ValueError("--resume needs --output pointing at the run folder to continue")
+        output = Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(output)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"output '{run_dir}' exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
+        raise FileExistsError(
+            f"output folder '{run_dir}' already holds files (another run?); pass --resume to continue it "
+            "or choose another --output"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+@cache
+def parameter_free(op: str) -> bool:
+    """Whether an op has no learnable parameters (skip, pools, none): what a collapsing search piles up."""
+    from cdarts.ops import build_op
+
+    return not any(True for _ in build_op(op, 4, 1, True).parameters())
+
+
+def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Stability signals: parameter-free ops in the genotype, skip-connects, mean alpha entropy, collapse flag."""
+    ops = genotype.ops()
+    free = sum(parameter_free(op) for op in ops)
+    entropies = [-(p * p.clamp_min(1e-12).log()).sum(-1).mean() for p in
+                 (torch.softmax(a.detach().float(), -1) for a in alphas.values())]
+    return {
+        "param_free_ops": float(free),
+        "skip_connects": float(sum(op == "skip_connect" for op in ops)),
+        "alpha_entropy": float(torch.stack(entropies).mean()),
+        "collapse": float(free * 2 > len(ops)),
+    }
+
+
+def write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.csv`` and ``genotypes.jsonl`` from the history (atomic, so they match the checkpoint)."""
+    rows = [h["metrics"] for h in history]
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
+    lines = [json.dumps({"epoch": h["epoch"], "genotype": h["genotype"], "alpha": h["alpha"]}) for h in history]
+    atomic_write_text(run_dir / "genotypes.jsonl", "\n".join(lines) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def epoch_line(row: dict[str, Any], total: int, genotype: Genotype) -> str:
+    parts = [f"epoch {row['epoch'] + 1}/{total} [{row['phase']}]"]
+    if "s_val_acc" in row:
+        parts.append(f"S val {_fmt(row['s_val_acc'])} test {_fmt(row.get('s_test_acc'))}")
+    if "e_val_acc" in row:
+        parts.append(f"E val {_fmt(row['e_val_acc'])} test {_fmt(row.get('e_test_acc'))}")
+    if "lambda_reg" in row:
+        parts.append(f"lambda' {row['lambda_reg']:.2f}")
+    parts.append(f"free ops {row['param_free_ops']:.0f}")
+    parts.append(f"{row['time_s']:.1f}s")
+    return " | ".join(parts) + f"\n  {genotype}"
+
+
+def write_plots(run_dir: Path, genotype: Genotype, history: list[dict[str, Any]]) -> None:
+    from cdarts.plotting import plot_alpha_history, plot_genotype
+
+    plot_genotype(genotype, run_dir / "genotype.png")
+    plot_alpha_history(history, run_dir / "alphas.png")
+

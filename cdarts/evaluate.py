@@ -1,0 +1,174 @@
+"""Top-1/top-5 accuracy and throughput of a trained network on a dataset; ``cdarts-eval`` is a thin layer over it.
+
+A model is named as timm does (``local-dir:FOLDER`` for an export, which timm itself rebuilds) or as a run folder /
+checkpoint of ``cdarts-train``. Every weight file is read as safetensors or with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import contextlib
+import pickle
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cdarts.config import ConfigError, build, load_yaml_text, read_yaml, validate_component
+
+
+def topk_correct(logits: Tensor, target: Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
+    """How many rows have their target among the ``k`` largest logits, per ``k`` (capped at the class count)."""
+    ks = list(ks)
+    top = logits.topk(min(max(ks), logits.shape[-1]), dim=-1).indices
+    hits = top == target.unsqueeze(-1)
+    return [int(hits[:, : min(k, top.shape[-1])].any(-1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    reduce: Callable[[Tensor], Tensor] | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 (%) of ``model`` in eval mode, images per second of the forward passes.
+
+    ``reduce`` sums the counts over processes (``accelerator.reduce(t, "sum")``) when the loader is sharded.
+    """
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64)
+    seconds = 0.0
+    try:
+        for index, (x, y) in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            began = time.perf_counter()
+            with autocast():
+                logits = model(x)
+            if torch.cuda.is_available() and logits.is_cuda:
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - began
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            top1, top5 = topk_correct(logits, y)
+            totals += torch.tensor([float(loss), top1, top5, len(y)], dtype=torch.float64)
+    finally:
+        model.train(was_training)
+    if reduce is not None:
+        totals = reduce(totals.to(device)).cpu()
+        seconds_t = reduce(torch.tensor([seconds], dtype=torch.float64, device=device)).cpu()
+        seconds = float(seconds_t[0])
+    loss, top1, top5, images = totals.tolist()
+    images = int(images)
+    if images == 0:
+        raise ValueError("evaluation saw no images: the dataset split is empty")
+    return {
+        "loss": loss / images,
+        "top1": 100.0 * top1 / images,
+        "top5": 100.0 * top5 / images,
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": images / seconds if seconds > 0 else float("nan"),
+    }
+
+
+def load_model(ref: str, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """The network ``ref`` names, in eval mode, and what is known of its training data (``{}`` if nothing).
+
+    ``local-dir:FOLDER`` (or a folder holding ``config.json`` and weights, as ``cdarts-export`` writes) is
+    rebuilt by ``timm.create_model(..., pretrained=True)``; anything else is a run folder or checkpoint.
+    """
+    from cdarts.retrain import read_trained
+
+    folder = Path(ref.removeprefix("local-dir:"))
+    if ref.startswith("local-dir:") or (folder.is_dir() and (folder / "config.json").is_file()):
+        if ema:
+            raise ValueError("--ema applies to run folders and checkpoints; an export holds one set of weights")
+        return load_export(folder)
+    trained = read_trained(ref)
+    return trained.build(ema), dict(trained.data)
+
+
+def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """An export folder rebuilt by timm itself, plus the training data it records (``config.json``'s ``cdarts``)."""
+    import json
+
+    import timm
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"'{folder}' is not a model folder: it has no config.json")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
+    try:
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "
+            f"unpickling them could run code ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, AssertionError, KeyError, TypeError) as exc:
+        raise ValueError(f"{folder}: timm cannot rebuild this model ({str(exc).splitlines()[0]})") from None
+    meta = config.get("cdarts", {}).get("data", {}) if isinstance(config.get("cdarts"), Mapping) else {}
+    return model.eval(), dict(meta)
+
+
+def parse_data_spec(text: str) -> dict[str, Any]:
+    """A dataset spec from a registered name (``digits``), inline YAML (``{type: digits, image_size: 16}``) or a
+    YAML file (its ``data`` section if it has one), validated and filled."""
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        raw = read_yaml(path)
+        spec = raw.get("data", raw)
+    elif text.lstrip().startswith("{"):
+        spec = load_yaml_text(text)
+    else:
+        spec = {"type": text}
+    if not isinstance(spec, Mapping):
+        raise ConfigError([f"--data: expected a dataset name, a mapping or a YAML file, got {text!r}"])
+    return validate_component("datasets", dict(spec), "data")
+
+
+def evaluate_model(
+    ref: str,
+    data: str | Mapping[str, Any] | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    ema: bool = False,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on."""
+    from cdarts.data import make_loader
+
+    model, meta = load_model(ref, ema)
+    if data is None:
+        if "dataset" not in meta:
+            raise ValueError(f"{ref} does not record its training data; pass --data (e.g. --data digits)")
+        spec = validate_component("datasets", meta["dataset"], "data")
+    else:
+        spec = parse_data_spec(data) if isinstance(data, str) else validate_component("datasets", dict(data), "data")
+    if split == "train" and "augment" in spec:
+        spec = {**spec, "augment": False}
+    splits = build("datasets", spec)
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; available: test, train")
+    dataset = splits.test if split == "test" else splits.train
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and num_classes != splits.num_classes:
+        raise ValueError(f"the model predicts {num_classes} classes but {spec['type']} has {splits.num_classes}")
+    sample = dataset[0][0]
+    in_chans = getattr(model, "in_chans", sample.shape[0])
+    if sample.shape[0] != in_chans:
+        raise ValueError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
+                         f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, drop_last=False)
+    result = evaluate(model, loader, max_batches=max_batches)
+    return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, **result}

@@ -1,0 +1,184 @@
+"""Export a retrained network as a folder timm loads: ``timm.create_model("local-dir:FOLDER", pretrained=True)``.
+
+The folder holds ``model.safetensors`` (inference weights, no auxiliary tower), ``config.json`` (``architecture``,
+``num_classes``, ``num_features``, ``model_args`` with the genotype as plain JSON, ``pretrained_cfg``) and a README
+model card. ``import cdarts`` registers the architecture, which is all a reader needs besides timm.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cdarts.genotypes import genotype_from_json
+from cdarts.io import fsync_dir
+from cdarts.retrain import TrainedModel, count_parameters, read_trained
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+README = "README.md"
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    params: int
+    macs: int
+    config: dict[str, Any]
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on a ``(1, *input_size)`` input (half of the counted FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, *input_size))
+    return counter.get_total_flops() // 2
+
+
+def timm_config(trained: TrainedModel, model: nn.Module, pool_size: tuple[int, int], ema: bool) -> dict[str, Any]:
+    """``config.json`` as timm's ``load_model_config_from_path`` reads it; cdarts' own notes under ``cdarts``."""
+    data = trained.data
+    input_size = list(data.get("input_size") or model.pretrained_cfg["input_size"])
+    pretrained_cfg = {
+        "tag": "cdarts",
+        "custom_load": False,
+        "input_size": input_size,
+        "fixed_input_size": False,
+        "interpolation": data.get("interpolation", model.pretrained_cfg["interpolation"]),
+        "crop_pct": data.get("crop_pct", model.pretrained_cfg["crop_pct"]),
+        "crop_mode": "center",
+        "mean": list(data.get("mean") or model.pretrained_cfg["mean"]),
+        "std": list(data.get("std") or model.pretrained_cfg["std"]),
+        "num_classes": model.num_classes,
+        "pool_size": list(pool_size),
+        "first_conv": model.pretrained_cfg["first_conv"],
+        "classifier": "classifier",
+        "license": "mit",
+        "paper_name": model.pretrained_cfg.get("paper_name"),
+        "paper_ids": model.pretrained_cfg.get("paper_ids"),
+    }
+    config = {
+        "architecture": trained.architecture,
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "global_pool": model.global_pool.pool_type,
+        "model_args": {**trained.model_args, "auxiliary": False},
+        "pretrained_cfg": pretrained_cfg,
+    }
+    if data.get("class_names"):
+        config["label_names"] = list(data["class_names"])
+    config["cdarts"] = {
+        "source": str(trained.path),
+        "epoch": trained.epoch,
+        "ema": ema,
+        "metrics": {k: v for k, v in trained.metrics.items() if isinstance(v, (int, float, str))},
+        "data": {k: v for k, v in data.items() if k != "class_names"},
+    }
+    return config
+
+
+def _pct(metrics: Mapping[str, Any], key: str) -> str:
+    value = metrics.get(key)
+    return f"{value:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str) -> str:
+    """A short README: what the network is, how big, how accurate, and how to load it."""
+    genotype = genotype_from_json(config["model_args"]["genotype"])
+    args = config["model_args"]
+    note = config["cdarts"]
+    metrics = note["metrics"]
+    prefix = "ema_" if note["ema"] else ""
+    data = note["data"].get("dataset", {})
+    size = config["pretrained_cfg"]["input_size"]
+    rows = [
+        ("val (held out from train)", _pct(metrics, f"{prefix}val_top1"), _pct(metrics, f"{prefix}val_top5")),
+        ("test", _pct(metrics, f"{prefix}test_top1"), _pct(metrics, f"{prefix}test_top5")),
+    ]
+    table = "\n".join(f"| {name} | {top1} | {top5} |" for name, top1, top5 in rows)
+    epoch = "-" if note["epoch"] is None else note["epoch"] + 1
+    return f"""# {config['architecture']} ({data.get('type', 'unknown data')})
+
+A DARTS-space network retrained from scratch with cdarts (Cyclic Differentiable Architecture Search).
+
+- architecture: `{config['architecture']}`, {args['layers']} cells, C={args['channels']}, \
+{config['num_classes']} classes, {args['in_chans']}-channel input
+- genotype: `{genotype}`
+- parameters: {params:,} ({params / 1e6:.3f} M)
+- MACs: {macs:,} ({macs / 1e6:.2f} M) at {size[1]}x{size[2]}
+- input: {tuple(size)}, mean {tuple(round(v, 4) for v in config['pretrained_cfg']['mean'])}, \
+std {tuple(round(v, 4) for v in config['pretrained_cfg']['std'])}
+- weights: {'EMA of the' if note['ema'] else 'the'} checkpoint of epoch {epoch} ({note['source']})
+
+## Accuracy
+
+| split | top-1 | top-5 |
+|---|---|---|
+{table}
+
+The epoch was chosen on the val split; the test split was only reported.
+
+## Loading
+
+```python
+import cdarts  # registers the cdarts_* architectures with timm
+import timm
+
+model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
+config = timm.data.resolve_data_config({{}}, model=model)
+```
+
+or evaluate it: `cdarts-eval --model local-dir:{folder_name}`.
+"""
+
+
+def export(source: str | Path, out: str | Path, ema: bool = False, force: bool = False) -> ExportResult:
+    """Write the network of a run folder / checkpoint to ``out``; refuses a non-empty ``out`` unless ``force``.
+
+    The folder is assembled under a temporary name and renamed into place, so ``out`` is never half written.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out '{out}' exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"--out folder '{out}' is not empty; pass --force to replace its contents")
+    trained = read_trained(source)
+    model = trained.build(ema)
+    input_size = tuple(trained.data.get("input_size") or model.pretrained_cfg["input_size"])
+    with torch.no_grad():
+        pool_size = tuple(model.forward_features(torch.zeros(1, *input_size)).shape[-2:])
+    params, macs = count_parameters(model), count_macs(model, input_size)
+    config = timm_config(trained, model, pool_size, ema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / README).write_text(model_card(config, params, macs, str(out)))
+        for name in (WEIGHTS, CONFIG, README):
+            with open(tmp / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out, params, macs, config)

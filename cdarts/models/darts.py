@@ -1,0 +1,173 @@
+"""The retrained DARTS-space network as a timm model family: ``cdarts_cifar`` and ``cdarts_imagenet``.
+
+``timm.create_model("cdarts_cifar", genotype="CDARTS_CIFAR")`` builds the DARTS NetworkCIFAR layout (C=36, 20 cells)
+for any DARTS-space genotype, given as a registered name, DARTS text or ``DartsGenotype.to_json()`` data. The
+genotype travels in ``model_args`` as plain JSON, so an export folder rebuilds with ``local-dir:``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import SelectAdaptivePool2d
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import Tensor, nn
+
+from cdarts.genotypes import DartsGenotype, load_genotype
+from cdarts.spaces.base import StageOutputs
+from cdarts.spaces.darts import DartsNetwork, Stem
+
+__all__ = ["CdartsNet", "MIN_AUXILIARY_SIZE", "resolve_genotype"]
+
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+
+AUX_FEATURES = 768
+"""Width of the auxiliary tower's pooled features (its last conv)."""
+
+MIN_AUXILIARY_SIZE = {"cifar": 32, "imagenet": 224}
+"""Smallest input (px) whose feature map the auxiliary tower can pool (5x5 pool, then a 2x2 conv)."""
+
+
+def resolve_genotype(genotype: str | Mapping[str, Any] | DartsGenotype) -> DartsGenotype:
+    """A DARTS-space genotype from a registered name, DARTS text, JSON data or a genotype file."""
+    resolved = load_genotype(dict(genotype) if isinstance(genotype, Mapping) else genotype)
+    if not isinstance(resolved, DartsGenotype):
+        raise ValueError(f"cdarts models need a DARTS-space genotype, got a {resolved.space} one: {resolved}")
+    return resolved
+
+
+class CdartsNet(DartsNetwork):
+    """The DARTS evaluation network with timm's model interface.
+
+    ``forward`` returns logits only; ``forward_stages`` also returns the stage outputs and, in training with
+    ``auxiliary=True``, the auxiliary tower's logits (the training loop weights them into the loss).
+    ``drop_path_prob`` is the current drop-path probability; training ramps it up to ``drop_path_rate``.
+    """
+
+    def __init__(
+        self,
+        genotype: str | Mapping[str, Any] | DartsGenotype,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        channels: int = 36,
+        layers: int = 20,
+        stem: Stem = "cifar",
+        auxiliary: bool = False,
+        drop_path_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        global_pool: str = "avg",
+        stem_multiplier: int = 3,
+    ) -> None:
+        resolved = resolve_genotype(genotype)
+        super().__init__(
+            resolved, max(num_classes, 1), in_chans, channels, layers, stem, auxiliary, drop_path_rate=0.0,
+            stem_multiplier=stem_multiplier,
+        )
+        self.in_chans = in_chans
+        self.drop_path_rate = drop_path_rate
+        self.drop_rate = drop_rate
+        self.reset_classifier(num_classes, global_pool)
+
+
+    def _forward_cells(self, x: Tensor) -> StageOutputs:
+        """Stem and cells: the final feature map (as ``logits``, not yet pooled), stage outputs, aux logits."""
+        s0, s1 = self.stem(x)
+        stages, aux_logits = [], None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i in self.stage_ends:
+                stages.append(s1)
+            if i == self.aux_index and self.training:
+                aux_logits = self.auxiliary_head(s1)
+        return StageOutputs(s1, stages, aux_logits)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._forward_cells(x).logits
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.global_pool(x)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward_stages(self, x: Tensor) -> StageOutputs:
+        features, stages, aux_logits = self._forward_cells(x)
+        return StageOutputs(self.forward_head(features), stages, aux_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New classifier (and auxiliary classifier) for ``num_classes``; 0 makes ``forward`` return pooled features."""
+        if global_pool is not None:
+            if not global_pool and num_classes > 0:
+                raise ValueError(f"global_pool '' (no pooling) works only with num_classes=0, got {num_classes}")
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+        self.num_classes = num_classes
+        features = self.num_features * self.global_pool.feat_mult()
+        self.classifier = nn.Linear(features, num_classes) if num_classes > 0 else nn.Identity()
+        if self.auxiliary_head is not None:
+            head = self.auxiliary_head
+            head.classifier = nn.Linear(AUX_FEATURES, num_classes) if num_classes > 0 else nn.Identity()
+
+    def no_weight_decay(self) -> set[str]:
+        """No parameter is exempt by name: DARTS decays every weight (timm filters biases and norms itself)."""
+        return set()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for timm's layer-wise LR decay: the stem, then one group per cell."""
+        return {"stem": r"^stem", "blocks": r"^cells\.(\d+)" if coarse else [(r"^cells\.(\d+)", None)]}
+
+
+def _create_cdarts(variant: str, pretrained: bool = False, **kwargs: Any) -> CdartsNet:
+    if kwargs.pop("features_only", False):
+        raise ValueError(f"{variant} does not support features_only; use forward_stages for the stage outputs")
+    return build_model_with_cfg(CdartsNet, variant, pretrained, **kwargs)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.stem0.0",
+        "classifier": "classifier",
+        "license": "mit",
+        "paper_name": "Cyclic Differentiable Architecture Search",
+        "paper_ids": "arXiv:2006.10724",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    "cdarts_cifar": _cfg(
+        num_classes=10, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR_MEAN, std=CIFAR_STD,
+        first_conv="stem.stem.0",
+    ),
+    "cdarts_imagenet": _cfg(),
+})
+
+
+@register_model
+def cdarts_cifar(pretrained: bool = False, **kwargs: Any) -> CdartsNet:
+    """DARTS NetworkCIFAR layout: 3x3-conv stem, C=36, 20 cells; genotype CDARTS_CIFAR unless given."""
+    model_args = dict(genotype="CDARTS_CIFAR", channels=36, layers=20, stem="cifar")
+    return _create_cdarts("cdarts_cifar", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def cdarts_imagenet(pretrained: bool = False, **kwargs: Any) -> CdartsNet:
+    """DARTS NetworkImageNet layout: 3-conv stride-8 stem, C=48, 14 cells; genotype CDARTS_IMAGENET unless given."""
+    model_args = dict(genotype="CDARTS_IMAGENET", channels=48, layers=14, stem="imagenet")
+    return _create_cdarts("cdarts_imagenet", pretrained, **dict(model_args, **kwargs))

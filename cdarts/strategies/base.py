@@ -1,0 +1,173 @@
+"""What every search strategy has: the search network S, its weight and architecture optimizers, pretraining,
+evaluation and deriving the genotype. Strategies add their own epoch of search on top."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from cdarts.config import build
+from cdarts.genotypes import Genotype
+from cdarts.strategies.loop import (
+    Meter,
+    Runtime,
+    check_finite,
+    correct,
+    evaluate,
+    frozen,
+    recalibrated_bn,
+    zero_grad,
+)
+
+EVAL_SPLITS = {"val": "val_eval", "test": "test"}
+"""Metric name -> loader split for per-epoch evaluation (val is read without augmentation)."""
+
+
+@dataclass
+class SearchContext:
+    """What the engine hands a strategy: the space, the discretizer, the runtime and the data.
+
+    ``loader(split, epoch, repeat)`` returns a freshly seeded loader over ``"train"``, ``"val"`` (both augmented,
+    for training), ``"val_eval"`` (val without augmentation) or ``"test"``; ``repeat`` distinguishes several
+    passes in one epoch. Loaders are seeded per epoch, so a resumed run replays the same batches.
+    ``progress(batches, desc, total)`` wraps an iterable in a progress bar on the main process.
+    """
+
+    space: Any
+    discretizer: Callable
+    runtime: Runtime
+    num_classes: int
+    sample: Tensor
+    loader: Callable[[str, int, int], Iterable]
+    progress: Callable[..., Any]
+    max_steps: int | None = None
+    bn_batches: int = 0
+
+
+class SearchStrategy:
+    """Base of the registered strategies. Subclasses implement ``search_epoch``."""
+
+    def __init__(
+        self,
+        *,
+        epochs: int,
+        pretrain_epochs: int,
+        w_optimizer: dict,
+        alpha_optimizer: dict,
+        w_scheduler: dict,
+        loss: dict,
+    ) -> None:
+        if epochs < 1 or pretrain_epochs < 0:
+            raise ValueError(f"need epochs >= 1 and pretrain_epochs >= 0, got {epochs} and {pretrain_epochs}")
+        self.epochs, self.pretrain_epochs = epochs, pretrain_epochs
+        self.specs = {"w_optimizer": w_optimizer, "alpha_optimizer": alpha_optimizer, "w_scheduler": w_scheduler}
+        self.loss_spec = loss
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.epochs
+
+    def setup(self, ctx: SearchContext) -> None:
+        """Build S (on the runtime's device) and its two optimizers; subclasses extend this."""
+        self.ctx = ctx
+        self.search_net = ctx.space.supernet().to(ctx.runtime.device)
+        weights, arch = self.search_net.weight_parameters(), self.search_net.arch_parameters()
+        if {id(p) for p in weights} & {id(p) for p in arch}:
+            raise RuntimeError("architecture parameters leaked into the weight parameters")
+        self.criterion = build("losses", self.loss_spec)
+        self.w_opt = build("optimizers", self.specs["w_optimizer"], weights)
+        self.alpha_opt = build("optimizers", self.specs["alpha_optimizer"], arch)
+        self.w_sched = build("schedulers", self.specs["w_scheduler"], self.w_opt, self.total_epochs, 1)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Everything with state to checkpoint, by name."""
+        return {"search": self.search_net}
+
+    def optimizers(self) -> dict[str, Optimizer]:
+        return {"w": self.w_opt, "alpha": self.alpha_opt}
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state beyond tensors (e.g. E's current genotype); restored before loading tensors."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Rebuild structure from ``state()`` output before the tensors are loaded."""
+
+    def alphas(self) -> dict[str, Tensor]:
+        return self.search_net.alphas()
+
+    def genotype(self) -> Genotype:
+        space = self.ctx.space
+        return space.genotype(self.ctx.discretizer(self.alphas(), space.edges, space.primitives))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Set the epoch's learning rates (timm schedulers are functions of the epoch)."""
+        if self.w_sched is not None:
+            self.w_sched.step(epoch)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch: S pretraining for the first ``pretrain_epochs``, then the strategy's search epoch."""
+        self.start_epoch(epoch)
+        if epoch < self.pretrain_epochs:
+            return self.pretrain_epoch(epoch)
+        return self.search_epoch(epoch, epoch - self.pretrain_epochs)
+
+    def search_epoch(self, epoch: int, search_epoch: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def batches(self, split: str, epoch: int, repeat: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """The split's batches for this epoch, moved to the device, capped at ``max_steps``."""
+        device = self.ctx.runtime.device
+        loader = self.ctx.loader(split, epoch, repeat)
+        for x, y in itertools.islice(loader, self.ctx.max_steps):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def steps(self, split: str) -> int:
+        """Batches per epoch of a split (for progress bars)."""
+        count = len(self.ctx.loader(split, 0, 0))
+        return min(count, self.ctx.max_steps) if self.ctx.max_steps else count
+
+    def weight_step(self, x: Tensor, y: Tensor, meter: Meter, prefix: str = "train") -> None:
+        """Step B: cross-entropy of S on a train batch, updating S's weights only."""
+        runtime = self.ctx.runtime
+        zero_grad([self.w_opt])
+        with frozen(self.search_net.arch_parameters()), runtime.autocast():
+            logits = self.search_net(x)
+            loss = self.criterion(logits, y)
+        check_finite({f"{prefix}.ce_s": loss})
+        runtime.step(loss, [self.w_opt])
+        meter.add(f"{prefix}_loss", loss.item(), len(y))
+        meter.add(f"{prefix}_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
+
+    def pretrain_epoch(self, epoch: int) -> dict[str, float]:
+        meter = Meter()
+        bar = self.ctx.progress(self.batches("train", epoch), desc=f"pretrain S {epoch}", total=self.steps("train"))
+        for x, y in bar:
+            self.weight_step(x, y, meter)
+            bar.set_postfix(loss=f"{meter.mean('train_loss'):.3f}", acc=f"{meter.mean('train_acc'):.1f}")
+        return meter.means()
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """Accuracy of S on the val and test splits (subclasses add E)."""
+        return self.accuracy("s", self.search_net, epoch)
+
+    def accuracy(self, prefix: str, network: nn.Module, epoch: int) -> dict[str, float]:
+        """Eval-mode top-1 of ``network`` on val and test, with BN statistics re-estimated on ``bn_batches``
+        val batches first (see ``recalibrated_bn``) when that is on."""
+        runtime = self.ctx.runtime
+        calibration = itertools.islice(self.ctx.loader("val_eval", epoch, 0), self.ctx.bn_batches)
+        context = recalibrated_bn(network, calibration, runtime) if self.ctx.bn_batches else contextlib.nullcontext()
+        with context:
+            return {f"{prefix}_{name}_acc": evaluate(network, self.batches(split, epoch), runtime, network)
+                    for name, split in EVAL_SPLITS.items()}
+
+
+def alpha_weights(alphas: dict[str, Tensor]) -> dict[str, list[list[float]]]:
+    """Softmax of every alpha row, as nested lists for JSON logs."""
+    return {cell: torch.softmax(a.detach().float(), dim=-1).cpu().tolist() for cell, a in alphas.items()}

@@ -1,0 +1,184 @@
+"""CDARTS: Algorithm 1 of the paper — the search network S and the deeper, weight-shared evaluation network E
+trained in a cycle.
+
+Every ``update_every`` search epochs the genotype derived from alpha is selected in E, and E trains alone for
+``eval_epochs`` epochs on the val split. Then a joint epoch alternates step A on a val batch (alpha, E's weights
+and the distillation heads minimise ``CE(S) + CE(E) + lambda * KD(S, E) + lambda'(epoch) * L1(alpha)``) and
+step B on a train batch (S's weights minimise ``CE(S)``). The ablations of paper Table 5 are switches.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from cdarts.config import Component, build
+from cdarts.genotypes import genotype_from_json
+from cdarts.losses.regularizers import linear_decay
+from cdarts.registry import strategies
+from cdarts.strategies.base import EVAL_SPLITS, SearchContext, SearchStrategy
+from cdarts.strategies.loop import Meter, check_finite, correct, frozen, zero_grad
+
+SGD = {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4}
+ADAM = {"type": "adam", "lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 3e-4}
+
+
+class CyclicSearch(SearchStrategy):
+    """The CDARTS cycle (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        eval_epochs: int,
+        update_every: int,
+        e_optimizer: dict,
+        distill: dict | None,
+        distill_weight: float,
+        regularizer: dict | None,
+        reg_weight: float,
+        reg_stop_epoch: int,
+        update_eval_in_joint_step: bool,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if update_every < 1 or eval_epochs < 0:
+            raise ValueError(f"need update_every >= 1 and eval_epochs >= 0, got {update_every} and {eval_epochs}")
+        self.eval_epochs, self.update_every = eval_epochs, update_every
+        self.e_optimizer_spec, self.distill_spec, self.distill_weight = e_optimizer, distill, distill_weight
+        self.regularizer_spec, self.reg_weight, self.reg_stop_epoch = regularizer, reg_weight, reg_stop_epoch
+        self.update_eval_in_joint_step = update_eval_in_joint_step
+
+    def setup(self, ctx: SearchContext) -> None:
+        super().setup(ctx)
+        device = ctx.runtime.device
+        self.eval_net = ctx.space.eval_network(self.genotype()).to(device)
+        self.distill = None
+        if self.distill_spec is not None and self.distill_weight > 0:
+            self.search_net.eval()
+            with torch.no_grad():
+                stages = self.search_net.forward_stages(ctx.sample.to(device)).stages
+            self.search_net.train()
+            self.distill = build("losses", self.distill_spec, [s.shape[1] for s in stages], ctx.num_classes).to(device)
+        self.regularizer = None
+        if self.regularizer_spec is not None and self.reg_weight > 0:
+            self.regularizer = build("losses", self.regularizer_spec, ctx.space.primitives)
+        params = list(self.eval_net.parameters()) + (list(self.distill.parameters()) if self.distill else [])
+        self.e_opt = build("optimizers", self.e_optimizer_spec, params)
+
+    def modules(self) -> dict[str, nn.Module]:
+        modules = {**super().modules(), "eval": self.eval_net}
+        if self.distill is not None:
+            modules["distill"] = self.distill
+        return modules
+
+    def optimizers(self) -> dict[str, Optimizer]:
+        return {**super().optimizers(), "e": self.e_opt}
+
+    def state(self) -> dict[str, Any]:
+        return {"eval_genotype": self.eval_net.genotype.to_json()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.eval_net.select(genotype_from_json(state["eval_genotype"]))
+
+    def reg_lambda(self, search_epoch: int) -> float:
+        """lambda' at this search epoch: linear decay from ``reg_weight`` to 0 at ``reg_stop_epoch``."""
+        if self.regularizer is None:
+            return 0.0
+        return linear_decay(search_epoch, start=self.reg_weight, stop_epoch=self.reg_stop_epoch)
+
+    def search_epoch(self, epoch: int, search_epoch: int) -> dict[str, float]:
+        meter = Meter()
+        if search_epoch % self.update_every == 0:
+            self.eval_net.select(self.genotype())
+            for repeat in range(self.eval_epochs):
+                self.eval_epoch(epoch, repeat, meter)
+        reg_lambda = self.reg_lambda(search_epoch)
+        pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
+        steps = min(self.steps("train"), self.steps("val"))
+        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
+        for (x_train, y_train), (x_val, y_val) in bar:
+            self.joint_step(x_val, y_val, reg_lambda, meter)
+            self.weight_step(x_train, y_train, meter)
+            bar.set_postfix(loss=f"{meter.mean('joint_loss'):.3f}", s=f"{meter.mean('train_acc'):.1f}",
+                            e=f"{meter.mean('e_joint_acc'):.1f}")
+        return {**meter.means(), "lambda_reg": reg_lambda}
+
+    def eval_epoch(self, epoch: int, repeat: int, meter: Meter) -> None:
+        """E alone on the val split (Algorithm 1, lines 7-10)."""
+        runtime = self.ctx.runtime
+        bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), desc=f"train E {epoch}.{repeat}",
+                                total=self.steps("val"))
+        for x, y in bar:
+            zero_grad([self.e_opt])
+            with runtime.autocast():
+                logits = self.eval_net(x)
+                loss = self.criterion(logits, y)
+            check_finite({"eval.ce_e": loss})
+            runtime.step(loss, [self.e_opt])
+            meter.add("e_train_loss", loss.item(), len(y))
+            meter.add("e_train_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
+            bar.set_postfix(loss=f"{meter.mean('e_train_loss'):.3f}", acc=f"{meter.mean('e_train_acc'):.1f}")
+
+    def joint_step(self, x, y, reg_lambda: float, meter: Meter) -> None:
+        """Step A: alpha, E's weights and the distillation heads on one val batch, one loss."""
+        runtime = self.ctx.runtime
+        zero_grad([self.alpha_opt, self.e_opt])
+        hold_eval = contextlib.nullcontext() if self.update_eval_in_joint_step else frozen(self.eval_net.parameters())
+        with frozen(self.search_net.weight_parameters()), hold_eval, runtime.autocast():
+            student = self.search_net.forward_stages(x)
+            teacher = self.eval_net.forward_stages(x)
+            terms = {"ce_s": self.criterion(student.logits, y), "ce_e": self.criterion(teacher.logits, y)}
+            if self.distill is not None:
+                terms["kd"] = self.distill_weight * self.distill(student, teacher)
+            if reg_lambda > 0:
+                terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
+            loss = sum(terms.values())
+        check_finite({f"joint.{name}": value for name, value in terms.items()})
+        runtime.step(loss, [self.alpha_opt, self.e_opt])
+        n = len(y)
+        meter.add("joint_loss", loss.item(), n)
+        for name, value in terms.items():
+            meter.add(f"joint_{name}", value.item(), n)
+        meter.add("s_joint_acc", 100.0 * correct(student.logits.detach(), y) / n, n)
+        meter.add("e_joint_acc", 100.0 * correct(teacher.logits.detach(), y) / n, n)
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        metrics = super().evaluate(epoch)
+        if epoch < self.pretrain_epochs:
+            return {**metrics, **{f"e_{name}_acc": math.nan for name in EVAL_SPLITS}}
+        return {**metrics, **self.accuracy("e", self.eval_net, epoch)}
+
+
+@strategies.register("cdarts")
+def cdarts(
+    *,
+    epochs: int = 30,
+    pretrain_epochs: int = 2,
+    eval_epochs: int = 1,
+    update_every: int = 1,
+    w_optimizer: Component("optimizers") = SGD,
+    e_optimizer: Component("optimizers") = SGD,
+    alpha_optimizer: Component("optimizers") = ADAM,
+    w_scheduler: Component("schedulers") = {"type": "constant"},  # noqa: B006 - schema default
+    loss: Component("losses") = {"type": "ce"},  # noqa: B006
+    distill: Component("losses") | None = {"type": "multi_level"},  # noqa: B006
+    distill_weight: float = 4.0,
+    regularizer: Component("losses") | None = {"type": "alpha_l1"},  # noqa: B006
+    reg_weight: float = 5.0,
+    reg_stop_epoch: int = 20,
+    update_eval_in_joint_step: bool = True,
+) -> CyclicSearch:
+    """CDARTS (paper Algorithm 1). ``eval_epochs`` is S_E, ``update_every`` S_U, ``distill_weight`` lambda,
+    ``reg_weight`` the starting lambda' (decaying linearly to 0 at search epoch ``reg_stop_epoch``; ``<= 0``: no
+    decay). Ablations (paper Table 5): ``distill: null`` or ``distill_weight: 0`` (no KD), ``regularizer: null``
+    (no L1), ``update_eval_in_joint_step: false`` (E is not updated in step A)."""
+    return CyclicSearch(
+        epochs=epochs, pretrain_epochs=pretrain_epochs, w_optimizer=w_optimizer, alpha_optimizer=alpha_optimizer,
+        w_scheduler=w_scheduler, loss=loss, eval_epochs=eval_epochs, update_every=update_every,
+        e_optimizer=e_optimizer, distill=distill, distill_weight=distill_weight, regularizer=regularizer,
+        reg_weight=reg_weight, reg_stop_epoch=reg_stop_epoch, update_eval_in_joint_step=update_eval_in_joint_step,
+    )

@@ -1,0 +1,74 @@
+"""Shared fixtures: the tiniest search config that still runs every part of the cycle in seconds."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tiny networks on a shared 2-core machine: a second intra-op thread only adds contention (a joint step took 10 s
+# with two threads under load, 0.3 s with one).
+torch.set_num_threads(1)
+
+TINY_CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "data": {"type": "digits", "image_size": 8, "channels": 3},
+    "batch_size": 32,
+    "threads": 1,
+    "plots": False,
+    "max_steps_per_epoch": 2,
+    "space": {"type": "darts", "channels": 2, "layers": 3, "eval_layers": 3},
+    "strategy": {"type": "cdarts", "epochs": 2, "pretrain_epochs": 1},
+}
+
+
+def make_tiny_config(**changes: Any) -> dict[str, Any]:
+    """A fresh copy of ``TINY_CONFIG``; ``strategy=...``/``space=...`` dicts are merged, other keys replaced."""
+    config = copy.deepcopy(TINY_CONFIG)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """The ``make_tiny_config`` factory: ``tiny_config(strategy={"epochs": 3})``."""
+    return make_tiny_config
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for running ``python -m cdarts...`` in a subprocess from any folder."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_cli(*args: str, timeout: float = 180, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m cdarts.cli.search ARGS`` to completion, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "cdarts.cli.search", *args], env=cli_env(), cwd=cwd or ROOT, capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The ``run_cli`` helper: ``cli("--config", path, "--output", run)``."""
+    return run_cli
+
+
+@pytest.fixture(name="cli_env", scope="session")
+def cli_env_fixture() -> dict[str, str]:
+    """``cli_env()`` for tests that start the process themselves (``subprocess.Popen``)."""
+    return cli_env()

@@ -1,0 +1,82 @@
+"""Crash-safe writes: the old file survives a failing writer and no temporary file is left behind."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from cdarts.io import atomic_write, atomic_write_json, atomic_write_text
+
+
+class WriterCrash(RuntimeError):
+    pass
+
+
+def test_atomic_write_text_replaces_the_file(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    assert atomic_write_text(path, "new") == path
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_atomic_write_json_creates_parents(tmp_path):
+    path = tmp_path / "run" / "deep" / "genotype.json"
+    atomic_write_json(str(path), {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]}
+    assert path.read_text().endswith("\n")
+
+
+def test_failing_writer_leaves_the_old_file_and_no_temporaries(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("old complete file")
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        assert tmp.parent == tmp_path and tmp != path
+        tmp.write_text("half")
+        raise WriterCrash("disk full")
+
+    with pytest.raises(WriterCrash, match="disk full"):
+        atomic_write(path, write)
+    assert path.read_text() == "old complete file"
+    assert not seen[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_failing_writer_without_an_old_file_creates_nothing(tmp_path):
+    path = tmp_path / "new.json"
+
+    def write(tmp):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_may_replace_the_temporary_file(tmp_path):
+    path = tmp_path / "model.bin"
+
+    def write(tmp):
+        tmp.unlink()
+        tmp.write_bytes(b"\x00\x01")
+
+    atomic_write(path, write)
+    assert path.read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+
+
+def test_written_file_gets_the_usual_permissions(tmp_path):
+    """A file written atomically is as readable as one written with ``open``: the umask decides, not mkstemp."""
+    old_umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        (tmp_path / "b.txt").write_text("x")
+    finally:
+        os.umask(old_umask)
+    mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
