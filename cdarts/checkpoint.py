@@ -140,7 +140,8 @@ def verify(path: Path) -> dict[str, Any]:
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
         if file.stat().st_size != entry["size"]:
-            raise CheckpointError(f"{file}: size {file.stat().st_size} bytes, manifest says {entry['size']} (truncated?)")
+            size = file.stat().st_size
+            raise CheckpointError(f"{file}: size {size} bytes, manifest says {entry['size']} (truncated?)")
         if _sha256(file) != entry["sha256"]:
             raise CheckpointError(f"{file}: SHA-256 does not match the manifest (corrupt)")
     return manifest

@@ -161,7 +161,7 @@ def search(
         phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
         row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
         history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
-                        "metrics": row})
+                        "primitives": list(space.primitives), "metrics": row})
         if main:
             write_logs(run_dir, history)
             state = {"strategy": strategy.state(), "history": history}
@@ -251,7 +251,7 @@ def write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
-    lines = [json.dumps({"epoch": h["epoch"], "genotype": h["genotype"], "alpha": h["alpha"]}) for h in history]
+    lines = [json.dumps({k: h[k] for k in ("epoch", "genotype", "primitives", "alpha")}) for h in history]
     atomic_write_text(run_dir / "genotypes.jsonl", "\n".join(lines) + "\n")
 
 

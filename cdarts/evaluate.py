@@ -144,8 +144,12 @@ def evaluate_model(
     batch_size: int = 256,
     ema: bool = False,
     max_batches: int | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on."""
+    """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on.
+
+    ``device`` defaults to the GPU where there is one.
+    """
     from cdarts.data import make_loader
 
     model, meta = load_model(ref, ema)
@@ -169,6 +173,7 @@ def evaluate_model(
     if sample.shape[0] != in_chans:
         raise ValueError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
                          f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, drop_last=False)
-    result = evaluate(model, loader, max_batches=max_batches)
-    return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, **result}
+    result = evaluate(model.to(device), loader, device, max_batches=max_batches)
+    return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, "device": device, **result}

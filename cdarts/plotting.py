@@ -362,3 +362,34 @@ def _draw_matplotlib(graphs: list[CellGraph], path: Path, fmt: str) -> None:
                         zorder=2, bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none", alpha=0.9))
     with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
         fig.savefig(path, format=fmt)
+
+
+def plot_alpha_history(history: list[dict], path: str | Path) -> Path:
+    """How the architecture weights evolved: per cell type, each op's softmax weight averaged over the edges,
+    against the epoch (one line per op). ``history`` is the engine's per-epoch list (``alpha`` entries)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        raise ValueError("no epochs to plot")
+    fmt, path = plot_format(path), Path(path)
+    cells = list(history[0]["alpha"])
+    primitives = history[0].get("primitives") or [f"op {i}" for i in range(len(history[0]["alpha"][cells[0]][0]))]
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4), squeeze=False)
+    for ax, cell in zip(axes[0], cells, strict=True):
+        for index, name in enumerate(primitives):
+            means = [sum(row[index] for row in h["alpha"][cell]) / len(h["alpha"][cell]) for h in history]
+            ax.plot(epochs, means, marker="o", markersize=3, label=name)
+        ax.set_title(f"{cell} cell")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean softmax(alpha) over edges")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,129 @@
+"""The search engine end to end on the tiny config: what a run folder holds, and that it is reproducible."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from cdarts.config import load_config
+from cdarts.engine import SearchResult, diagnostics, prepare_run_dir, search, search_config
+from cdarts.genotypes import genotype_from_json, load_genotype
+
+EPOCHS = 3  # 1 pretraining + 2 search epochs (see conftest.TINY_CONFIG)
+COLUMNS = {"epoch", "phase", "s_val_acc", "s_test_acc", "e_val_acc", "e_test_acc", "lambda_reg", "time_s", "joint_kd",
+           "param_free_ops", "alpha_entropy", "train_loss", "e_train_acc", "joint_loss"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_config) -> SearchResult:
+    """One search from a config dict, shared by the tests that only read its folder."""
+    return search(tiny_config(), output=tmp_path_factory.mktemp("dict") / "run")
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_folder_holds_the_documented_files(run):
+    names = {p.name for p in run.run_dir.iterdir()}
+    assert names == {"config.yaml", "genotype.json", "genotypes.jsonl", "metrics.csv", "checkpoints"}
+    assert len(run.history) == EPOCHS
+
+
+def test_config_yaml_is_the_filled_config_and_loads_back(run):
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["strategy"]["distill_weight"] == 4.0  # a default the tiny config leaves out
+    assert saved["strategy"]["distill"]["type"] == "multi_level"
+    assert saved["space"]["eval_layers"] == 3 and saved["space"]["nodes"] == 4
+    assert saved["keep_checkpoints"] == 2 and saved["data"]["augment"] is True
+    assert load_config(run.run_dir / "config.yaml", search_config) == saved
+
+
+def test_genotype_json_is_the_final_genotype(run):
+    genotype = load_genotype(run.run_dir / "genotype.json")
+    assert genotype == run.genotype == load_genotype(run.run_dir)
+    assert len(genotype.normal) == len(genotype.reduce) == 8
+
+
+def test_genotypes_jsonl_has_one_line_per_epoch_with_softmax_alphas(run):
+    lines = read_jsonl(run.run_dir / "genotypes.jsonl")
+    assert [line["epoch"] for line in lines] == list(range(EPOCHS))
+    for line in lines:
+        genotype_from_json(line["genotype"])
+        assert set(line["alpha"]) == {"normal", "reduce"}
+        for rows in line["alpha"].values():
+            assert len(rows) == 14 and all(len(row) == 8 for row in rows)
+            assert all(math.isclose(sum(row), 1.0, abs_tol=1e-6) for row in rows)
+    assert genotype_from_json(lines[-1]["genotype"]) == run.genotype
+    assert lines[0]["alpha"] != lines[-1]["alpha"], "alpha moves during the search epochs"
+
+
+def test_metrics_csv_has_one_row_per_epoch(run):
+    with open(run.run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert COLUMNS <= set(rows[0])
+    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    assert [r["phase"] for r in rows] == ["pretrain", "search", "search"]
+    assert math.isnan(float(rows[0]["e_val_acc"])) and rows[0]["lambda_reg"] == ""
+    assert [float(r["lambda_reg"]) for r in rows[1:]] == [5.0, 4.75]  # reg_weight 5 decaying to 0 at search epoch 20
+    for row in rows[1:]:
+        assert 0 <= float(row["e_val_acc"]) <= 100 and float(row["joint_kd"]) > 0
+        assert float(row["time_s"]) > 0 and 0 < float(row["alpha_entropy"]) <= math.log(8) + 1e-6
+
+
+def test_checkpoints_keep_the_newest_two_and_hold_the_final_alpha(run):
+    folders = sorted((run.run_dir / "checkpoints").iterdir())
+    assert [p.name for p in folders] == ["epoch-0001", "epoch-0002"]
+    assert all((p / "manifest.json").is_file() for p in folders)
+    tensors = load_file(folders[-1] / "tensors.safetensors")
+    last = read_jsonl(run.run_dir / "genotypes.jsonl")[-1]["alpha"]
+    for cell in ("normal", "reduce"):
+        softmax = torch.softmax(tensors[f"search.alphas_{cell}"], dim=-1)
+        torch.testing.assert_close(softmax, torch.tensor(last[cell]), rtol=0, atol=1e-6)
+
+
+def test_path_config_gives_the_same_run_as_the_dict(run, tmp_path, tiny_config):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(keep_checkpoints=1)))
+    again = search(config, output=tmp_path / "run")
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0002"]
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["keep_checkpoints"] == 1
+    assert again.genotype == run.genotype
+    assert [h["alpha"] for h in again.history] == [h["alpha"] for h in run.history]
+
+
+def test_resuming_a_finished_run_changes_nothing(run, tiny_config):
+    metrics = (run.run_dir / "metrics.csv").read_bytes()
+    again = search(tiny_config(), output=run.run_dir, resume=True)
+    assert again.genotype == run.genotype and len(again.history) == EPOCHS
+    assert (run.run_dir / "metrics.csv").read_bytes() == metrics
+
+
+def test_overrides_apply_before_validation(tmp_path, tiny_config):
+    with pytest.raises(Exception, match="strategy.epochs"):
+        search(tiny_config(), overrides=["strategy.epochs=three"], output=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_prepare_run_dir_refuses_a_folder_holding_another_run(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch\n0\n")
+    with pytest.raises(FileExistsError, match="--resume"):
+        prepare_run_dir(tmp_path, "x", resume=False)
+    assert prepare_run_dir(tmp_path, "x", resume=True) == tmp_path
+    assert prepare_run_dir(tmp_path / "new", "x", resume=False).is_dir()
+    with pytest.raises(ValueError, match="--output"):
+        prepare_run_dir(None, "x", resume=True)
+
+
+def test_diagnostics_count_parameter_free_ops_and_entropy():
+    genotype = load_genotype({"normal": [["skip_connect", 0], ["max_pool_3x3", 1]] * 4, "normal_concat": [2, 3, 4, 5],
+                              "reduce": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]})
+    uniform = {"normal": torch.zeros(14, 8), "reduce": torch.zeros(14, 8)}
+    result = diagnostics(genotype, uniform)
+    assert result["param_free_ops"] == 8.0 and result["skip_connects"] == 4.0 and result["collapse"] == 0.0
+    assert result["alpha_entropy"] == pytest.approx(math.log(8))
