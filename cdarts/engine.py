@@ -219,10 +219,15 @@ def prepare_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
 
 @cache
 def parameter_free(op: str) -> bool:
-    """Whether an op has no learnable parameters (skip, pools, none): what a collapsing search piles up."""
+    """Whether an op has no learnable parameters (skip, pools, none): what a collapsing search piles up.
+
+    The probe op is built under a forked RNG: its initialisation must not shift the run's random stream, or a
+    resumed process (whose cache starts empty) would diverge from the uninterrupted run.
+    """
     from cdarts.ops import build_op
 
-    return not any(True for _ in build_op(op, 4, 1, True).parameters())
+    with torch.random.fork_rng(devices=[]):
+        return not any(True for _ in build_op(op, 4, 1, True).parameters())
 
 
 def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -168,7 +168,10 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / README).write_text(model_card(config, params, macs, str(out)))
+        umask = os.umask(0)
+        os.umask(umask)
         for name in (WEIGHTS, CONFIG, README):
+            os.chmod(tmp / name, 0o666 & ~umask)
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(tmp)

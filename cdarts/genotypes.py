@@ -149,7 +149,7 @@ class NB201Genotype:
         return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.node_edges)
 
 
-Genotype = Union[DartsGenotype, NB201Genotype]
+Genotype = Union[DartsGenotype, NB201Genotype]  # noqa: UP007 - a runtime alias, valid on Python 3.10 too
 
 
 def parse_arch_string(text: str) -> NB201Genotype:

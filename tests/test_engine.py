@@ -4,6 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,3 +130,43 @@ def test_diagnostics_count_parameter_free_ops_and_entropy():
     result = diagnostics(genotype, uniform)
     assert result["param_free_ops"] == 8.0 and result["skip_connects"] == 4.0 and result["collapse"] == 0.0
     assert result["alpha_entropy"] == pytest.approx(math.log(8))
+
+
+DRIVER = """
+import json, os, sys
+import torch.distributed as dist
+from cdarts.engine import search
+
+result = search(sys.argv[1], output=sys.argv[2])
+rank = int(os.environ["RANK"])
+world = dist.get_world_size() if dist.is_initialized() else 1
+record = {"world_size": world, "alpha": result.history[-1]["alpha"], "genotype": result.genotype.to_json()}
+with open(os.path.join(sys.argv[3], f"alpha_rank{rank}.json"), "w") as handle:
+    json.dump(record, handle)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_config, cli_env):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
+    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}  # two gloo processes on the CPU, on any machine
+    result = subprocess.run([*launch, str(tmp_path / "driver.py"), str(config), str(tmp_path / "run"), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"alpha_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2], "each process ran alone instead of in one process group"
+    assert ranks[0]["alpha"] == ranks[1]["alpha"]
+    assert ranks[0]["genotype"] == ranks[1]["genotype"]
+    assert result.stdout.count("final genotype:") == 1, "only the main process logs"
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))

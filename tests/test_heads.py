@@ -67,7 +67,7 @@ def test_aux_classifier_matches_darts_layout_on_large_maps():
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        head.fc,
+        head.classifier,
     )
     x = torch.randn(4, 16, 8, 8)
     torch.testing.assert_close(head(x), darts(x))
@@ -77,7 +77,7 @@ def test_aux_classifier_config_keys():
     spec = validate_component("heads", {"type": "aux_classifier", "pool_kernel": 6})
     assert spec == {"type": "aux_classifier", "hidden": 128, "features": 768, "pool_kernel": 6}
     head = build("heads", spec, 32, 100)
-    assert head.conv1.out_channels == 128 and head.conv2.out_channels == 768 and head.fc.out_features == 100
+    assert head.conv1.out_channels == 128 and head.conv2.out_channels == 768 and head.classifier.out_features == 100
 
 
 def test_pooled_linear_is_global_pool_then_linear():

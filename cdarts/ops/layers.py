@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -78,3 +79,42 @@ class FactorizedReduce(nn.Module):
             pad_w, pad_h = out_1.shape[-1] - out_2.shape[-1], out_1.shape[-2] - out_2.shape[-2]
             out_2 = nn.functional.pad(out_2, (0, pad_w, 0, pad_h))
         return self.bn(torch.cat([out_1, out_2], dim=1))
+
+
+class AuxClassifierHead(nn.Module):
+    """The DARTS auxiliary-tower layout: the retrain networks' auxiliary head, and CDARTS's distillation head.
+
+    ReLU, AvgPool(k, stride), 1x1 conv, BN, ReLU, 2x2 conv, BN (DARTS omits it on ImageNet), ReLU, global pool,
+    Linear. Works for any spatial size >= 1, so one head fits every dataset resolution and search space.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden: int = 128,
+        features: int = 768,
+        pool_kernel: int = 5,
+        pool_stride: int = 2,
+        final_bn: bool = True,
+    ):
+        super().__init__()
+        self.pool_kernel, self.pool_stride = pool_kernel, pool_stride
+        self.conv1 = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, features, 2, bias=False)
+        self.bn2 = nn.BatchNorm2d(features) if final_bn else nn.Identity()
+        self.classifier = nn.Linear(features, num_classes)
+        self.num_features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(x)  # not in place: the stage output also feeds the network's next stage
+        height, width = x.shape[-2:]
+        # The kernel is clamped to the map so that maps smaller than pool_kernel still pool to >= 1 pixel.
+        kernel = (min(self.pool_kernel, height), min(self.pool_kernel, width))
+        x = F.avg_pool2d(x, kernel, stride=self.pool_stride, padding=0, count_include_pad=False)
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        if x.shape[-2] < 2 or x.shape[-1] < 2:  # a 2x2 conv needs a 2x2 input: zero-pad 1-pixel maps
+            x = F.pad(x, (0, max(0, 2 - x.shape[-1]), 0, max(0, 2 - x.shape[-2])))
+        x = F.relu(self.bn2(self.conv2(x)), inplace=True)
+        return self.classifier(x.mean((2, 3)))

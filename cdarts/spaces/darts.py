@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from cdarts.config import Registered
 from cdarts.genotypes import DartsGenotype, Edge
 from cdarts.ops import DARTS_PRIMITIVES, build_op
-from cdarts.ops.layers import FactorizedReduce, ReLUConvBN
+from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs
 
@@ -47,7 +47,8 @@ class DartsStem(nn.Module):
         if kind == "cifar":
             self.out_channels = (stem_multiplier * channels, stem_multiplier * channels)
             self.stem = nn.Sequential(
-                nn.Conv2d(in_chans, self.out_channels[1], 3, padding=1, bias=False), nn.BatchNorm2d(self.out_channels[1])
+                nn.Conv2d(in_chans, self.out_channels[1], 3, padding=1, bias=False),
+                nn.BatchNorm2d(self.out_channels[1]),
             )
         elif kind == "imagenet":
             self.out_channels = (channels, channels)
@@ -59,7 +60,9 @@ class DartsStem(nn.Module):
                 nn.BatchNorm2d(channels),
             )
             self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=False), nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels)
+                nn.ReLU(inplace=False),
+                nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
             )
         else:
             raise ValueError(f"unknown stem {kind!r}; available: cifar, imagenet")
@@ -251,28 +254,6 @@ class DartsCell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-class AuxiliaryHead(nn.Module):
-    """The DARTS auxiliary tower, applied after the second reduction (CIFAR: 8x8 input; ImageNet: 14x14)."""
-
-    def __init__(self, in_channels: int, num_classes: int, imagenet: bool = False) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=2 if imagenet else 3, padding=0, count_include_pad=False),
-            nn.Conv2d(in_channels, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)
-        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
 class DartsNetwork(nn.Module):
     """The DARTS evaluation network (NetworkCIFAR / NetworkImageNet) for a genotype.
 
@@ -319,7 +300,10 @@ class DartsNetwork(nn.Module):
             reduction_prev = reduction
             c_pp, c_p = c_p, concat * c_curr
             if i == self.aux_index:
-                self.auxiliary_head = AuxiliaryHead(c_p, num_classes, imagenet=stem == "imagenet")
+                imagenet = stem == "imagenet"  # DARTS: pool stride 2 and no BN after the 768-channel conv on ImageNet
+                self.auxiliary_head = AuxClassifierHead(
+                    c_p, num_classes, pool_stride=2 if imagenet else 3, final_bn=not imagenet
+                )
         self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
         self.num_features = c_p
         self.classifier = nn.Linear(c_p, num_classes)
@@ -413,7 +397,7 @@ def darts(
     nodes: int = 4,
     stem: Stem = "cifar",
     stem_multiplier: int = 3,
-    primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),
+    primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),  # noqa: B006 - schema default
 ) -> DartsSpace:
     """The DARTS space. ``layers`` is the search network's depth, ``eval_layers`` the evaluation network's."""
     return DartsSpace(num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives)

@@ -1,0 +1,160 @@
+"""``cdarts-search`` as a user runs it: a killed run resumes to the uninterrupted result, bad input is one line."""
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from cdarts.cli.search import main
+
+EPOCHS = 4  # 1 pretraining + 3 search epochs: killed after epoch 1's checkpoint, at least two epochs are left
+BAD_CONFIGS = {
+    "op": ({"space": {"primitives": ["none", "sep_conv_3x3", "bogus_op"]}},
+           ["space.primitives[2]", "'bogus_op'", "sep_conv_3x3", "skip_connect"]),
+    "loss": ({"strategy": {"loss": {"type": "cee"}}}, ["strategy.loss.type", "'cee'", "kd_kl", "'ce'"]),
+    "strategy": ({"strategy": {"type": "cdartz"}}, ["strategy.type", "'cdartz'", "cdarts, darts"]),
+    "dataset": ({"data": {"type": "digitz"}}, ["data.type", "'digitz'", "cifar10", "imagefolder", "'digits'"]),
+    "dataset_folder": ({"data": {"type": "imagefolder", "root": "/nonexistent"}}, ["'/nonexistent'", "does not exist"]),
+}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def final_alpha(run: Path) -> tuple[dict, dict]:
+    """(softmax alpha and genotype of the last genotypes.jsonl line, raw alpha tensors of the newest checkpoint)."""
+    last = json.loads((run / "genotypes.jsonl").read_text().splitlines()[-1])
+    newest = sorted((run / "checkpoints").iterdir())[-1]
+    tensors = load_file(newest / "tensors.safetensors")
+    return last, {cell: tensors[f"search.alphas_{cell}"] for cell in ("normal", "reduce")}
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def command(config: Path, output: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "cdarts.cli.search", "--config", str(config), "--output", str(output), *extra]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, cli, cli_env):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(strategy={"epochs": EPOCHS - 1}))
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    options = dict(env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    uninterrupted = subprocess.Popen(command(config, reference), **options)  # runs alongside: two cores
+    victim = subprocess.Popen(command(config, killed), **options)
+    try:
+        deadline = time.monotonic() + 240
+        while not (killed / "checkpoints" / "epoch-0001").is_dir():
+            assert victim.poll() is None, f"run ended before epoch 1's checkpoint: {victim.communicate()}"
+            assert time.monotonic() < deadline, "no epoch-0001 checkpoint within 240 s"
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        out, err = uninterrupted.communicate(timeout=240)
+    finally:
+        for process in (victim, uninterrupted):
+            if process.poll() is None:
+                process.kill()
+    assert victim.returncode == -signal.SIGKILL
+    assert uninterrupted.returncode == 0, err
+    assert not (killed / "genotype.json").exists(), "the victim must die before finishing"
+    saved = sorted(p.name for p in (killed / "checkpoints").iterdir() if p.name.startswith("epoch-"))
+    assert saved[-1] < f"epoch-{EPOCHS - 1:04d}"
+
+    resumed = cli("--config", str(config), "--output", str(killed), "--resume", timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {killed / 'checkpoints' / saved[-1]}" in resumed.stdout
+
+    (want, want_tensors), (got, got_tensors) = final_alpha(reference), final_alpha(killed)
+    assert got["epoch"] == want["epoch"] == EPOCHS - 1
+    assert got["genotype"] == want["genotype"]
+    for cell in ("normal", "reduce"):
+        torch.testing.assert_close(torch.tensor(got["alpha"][cell]), torch.tensor(want["alpha"][cell]),
+                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(got_tensors[cell], want_tensors[cell], rtol=0, atol=1e-6)
+    assert json.loads((killed / "genotype.json").read_text()) == json.loads((reference / "genotype.json").read_text())
+    with open(killed / "metrics.csv", newline="") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory, tiny_config, cli_env) -> dict[str, tuple[subprocess.CompletedProcess, Path, dict]]:
+    """Every bad-input case run at once (they only start up and fail): name -> (result, output folder, files)."""
+    root = tmp_path_factory.mktemp("bad")
+    base = tiny_config()
+    cases = {}
+    for name, (change, _) in BAD_CONFIGS.items():
+        config = {**base, **{key: value if key == "data" else {**base[key], **value} for key, value in change.items()}}
+        cases[name] = command(write_config(root / f"{name}.yaml", config), root / f"out-{name}")
+    existing = root / "out-existing"
+    (existing / "checkpoints" / "epoch-0000").mkdir(parents=True)
+    (existing / "metrics.csv").write_text("epoch,phase\n0,pretrain\n")
+    (existing / "config.yaml").write_text("seed: 7\n")
+    (existing / "checkpoints" / "epoch-0000" / "manifest.json").write_text("{}")
+    cases["existing_run"] = command(write_config(root / "good.yaml", base), existing)
+    before = files_of(existing)
+    started = {name: subprocess.Popen(argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, argv in cases.items()}
+    results = {}
+    for name, process in started.items():
+        try:
+            out, err = process.communicate(timeout=180)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        results[name] = (subprocess.CompletedProcess(process.args, process.returncode, out, err), Path(cases[name][-1]),
+                         before if name == "existing_run" else {})
+    return results
+
+
+@pytest.mark.parametrize("case", [*BAD_CONFIGS, "existing_run"])
+def test_bad_input_exits_2_with_one_line_naming_the_problem(bad_runs, case):
+    result, output, before = bad_runs[case]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cdarts-search: error: "), result.stderr
+    expected = BAD_CONFIGS[case][1] if case in BAD_CONFIGS else [f"'{output}'", "already holds files", "--resume"]
+    for fragment in expected:
+        assert fragment in lines[0]
+    if case == "existing_run":
+        assert files_of(output) == before, "a refused run must not touch the folder it refused"
+    elif case != "dataset_folder":
+        assert not output.exists(), "a config error is reported before anything is written"
+
+
+def test_several_config_problems_are_reported_together(tmp_path, tiny_config, capsys):
+    config = tiny_config(strategy={"type": "cdartz"}, data={"type": "digitz"})
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(write_config(tmp_path / "bad.yaml", config)), "--output", str(tmp_path / "run")])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "'digitz'" in lines[0] + lines[1] and "'cdartz'" in lines[0] + lines[1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(tmp_path / "absent.yaml")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "absent.yaml" in err and "does not exist" in err
+
+
+def test_resume_without_output_is_one_line(tmp_path, tiny_config, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(write_config(tmp_path / "tiny.yaml", tiny_config())), "--resume"])
+    assert info.value.code == 2
+    assert "--resume needs --output" in capsys.readouterr().err

@@ -1,0 +1,250 @@
+"""Export to a timm ``local-dir:`` folder, evaluation, and refusing anything that would unpickle code."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+from cdarts.cli import eval as eval_cli
+from cdarts.cli import export as export_cli
+from cdarts.evaluate import evaluate_model, topk_correct
+from cdarts.export import count_macs, export
+from cdarts.genotypes import load_genotype
+from cdarts.retrain import read_trained, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = {
+    "seed": 0,
+    "data": {"type": "digits", "image_size": 8, "channels": 1},
+    "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"},
+    "epochs": 2,
+    "batch_size": 16,
+    "max_steps_per_epoch": 4,
+    "optimizer": {"type": "sgd", "lr": 0.05},
+    "ema": {"decay": 0.5},
+    "threads": 1,
+}
+
+FRESH_PROCESS = """
+import sys
+import cdarts, timm
+import torch
+from safetensors.torch import save_file
+
+model = timm.create_model("local-dir:" + sys.argv[1], pretrained=True).eval()
+x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    save_file({"logits": model(x)}, sys.argv[2])
+print(type(model).__name__, tuple(model.pretrained_cfg["input_size"]))
+"""
+
+
+class Evil:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train(CONFIG, output=tmp_path_factory.mktemp("run") / "r", progress=False)
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    return export(run.run_dir, tmp_path_factory.mktemp("export") / "model")
+
+
+def fixed_input():
+    return torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def fresh_process_logits(folder, tmp_path):
+    out = tmp_path / "logits.safetensors"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["CdartsNet", "(1,", "8,", "8)"]
+    return load_file(str(out))["logits"]
+
+
+def test_export_writes_the_timm_layout(run, exported):
+    folder = exported.folder
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "cdarts_cifar"
+    assert (config["num_classes"], config["num_features"]) == (10, exported.config["num_features"])
+    assert config["model_args"] == {
+        "genotype": load_genotype("DARTS_V2").to_json(), "channels": 4, "layers": 3, "stem_multiplier": 3,
+        "num_classes": 10, "in_chans": 1, "auxiliary": False,
+    }
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 8, 8] and cfg["crop_pct"] == 1.0 and cfg["pool_size"] == [2, 2]
+    assert (cfg["first_conv"], cfg["classifier"], cfg["num_classes"]) == ("stem.stem.0", "classifier", 10)
+    assert len(cfg["mean"]) == len(cfg["std"]) == 1
+    assert config["label_names"] == [str(i) for i in range(10)]
+    weights = load_file(str(folder / "model.safetensors"))
+    assert not any(k.startswith("auxiliary_head.") for k in weights)
+
+
+def test_local_dir_in_a_fresh_process_equals_the_trained_model(run, exported, tmp_path):
+    trained = read_trained(run.run_dir).build()
+    with torch.no_grad():
+        expected = trained(fixed_input())
+    logits = fresh_process_logits(exported.folder, tmp_path)
+    assert (logits - expected).abs().max().item() <= 1e-5
+
+
+def test_ema_export_holds_the_ema_weights(run, tmp_path):
+    result = export(run.run_dir, tmp_path / "ema", ema=True)
+    model = timm.create_model(f"local-dir:{result.folder}", pretrained=True).eval()
+    ema = read_trained(run.run_dir).build(ema=True)
+    raw = read_trained(run.run_dir).build()
+    with torch.no_grad():
+        assert (model(fixed_input()) - ema(fixed_input())).abs().max().item() <= 1e-5
+        assert (model(fixed_input()) - raw(fixed_input())).abs().max().item() > 1e-4
+    assert json.loads((result.folder / "config.json").read_text())["cdarts"]["ema"] is True
+
+
+def test_export_refuses_a_non_empty_folder_unless_forced(run, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit) as info:
+        export_cli.main([str(run.run_dir), "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cdarts-export: error: --out folder '{out}' is not empty; pass --force to replace its contents"
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert export_cli.main([str(run.run_dir), "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert "exported cdarts_cifar" in capsys.readouterr().out
+
+
+def test_eval_of_the_export_reproduces_the_run_accuracy(run, exported):
+    best = run.summary
+    from_export = evaluate_model(f"local-dir:{exported.folder}")
+    from_run = evaluate_model(str(run.run_dir))
+    assert from_export["top1"] == pytest.approx(best["test_top1_at_best"], abs=1e-9)
+    assert from_export["top5"] == pytest.approx(best["test_top5_at_best"], abs=1e-9)
+    assert (from_run["top1"], from_run["images"]) == (from_export["top1"], 359)
+    assert from_export["images_per_s"] > 0
+
+
+def test_eval_cli_prints_accuracy_and_throughput(exported, capsys):
+    assert eval_cli.main(["--model", f"local-dir:{exported.folder}", "--data", "{type: digits, image_size: 8, "
+                          "channels: 1}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "test" and result["images"] == 359 and 0 <= result["top1"] <= result["top5"] <= 100
+
+
+def test_model_card_names_genotype_size_accuracy_and_loading(run, exported):
+    card = (exported.folder / "README.md").read_text()
+    assert str(load_genotype("DARTS_V2")) in card
+    assert f"parameters: {exported.params:,}" in card and f"MACs: {exported.macs:,}" in card
+    assert f"timm.create_model(\"local-dir:{exported.folder}\", pretrained=True)" in card
+    assert f"| test | {run.summary['test_top1_at_best']:.2f}% |" in card
+
+
+def test_macs_of_the_published_cifar_network():
+    model = timm.create_model("cdarts_cifar").eval()
+    assert count_macs(model, (3, 32, 32)) == 590_069_376
+
+
+def test_weights_only_torch_file_with_architecture_exports(run, exported, tmp_path):
+    trained = read_trained(run.run_dir)
+    path = tmp_path / "plain.pt"
+    torch.save({"architecture": trained.architecture, "model_args": trained.model_args,
+                "state_dict": trained.weights, "data": trained.data}, path)
+    result = export(path, tmp_path / "from-pt")
+    a = load_file(str(result.folder / "model.safetensors"))
+    b = load_file(str(exported.folder / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_topk_correct_caps_k_at_the_class_count():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    assert topk_correct(logits, torch.tensor([0, 2])) == [0, 2]
+    assert topk_correct(logits, torch.tensor([1, 0]), ks=(1, 2)) == [2, 2]
+
+
+@pytest.fixture
+def evil_file(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"architecture": "cdarts_cifar", "model_args": {}, "state_dict": {}, "payload": Evil(marker)}, path)
+    return path, marker
+
+
+@pytest.mark.parametrize("tool", ["export", "eval"])
+def test_malicious_pickle_is_refused_and_runs_nothing(tool, evil_file, tmp_path, capsys):
+    path, marker = evil_file
+    with pytest.raises(SystemExit) as info:
+        if tool == "export":
+            export_cli.main([str(path), "--out", str(tmp_path / "out")])
+        else:
+            eval_cli.main(["--model", str(path), "--data", "digits"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cdarts-{tool}: error: {path}: refused to load") and len(err.splitlines()) == 1
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_malicious_weights_in_an_export_folder_are_refused(exported, tmp_path, capsys):
+    folder = tmp_path / "evil-export"
+    folder.mkdir()
+    (folder / "config.json").write_text((exported.folder / "config.json").read_text())
+    marker = tmp_path / "pwned"
+    torch.save({"payload": Evil(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(SystemExit) as info:
+        eval_cli.main(["--model", f"local-dir:{folder}"])
+    assert info.value.code == 2
+    assert "refused to load its weights" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_malicious_optimizer_state_in_a_checkpoint_folder_is_refused(run, tmp_path):
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "epoch-0001"
+    shutil.copytree(run.run_dir / "checkpoints" / "epoch-0001", folder)
+    marker = tmp_path / "pwned"
+    torch.save({"payload": Evil(marker)}, folder / "optim.pt")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    data = (folder / "optim.pt").read_bytes()
+    manifest["files"]["optim.pt"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="optim.pt: refused or unreadable"):
+        export(folder, tmp_path / "out")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no/such/run"], "checkpoint 'no/such/run' does not exist"),
+        (["--model", "RUN", "--data", "digitz"], "data.type: unknown dataset 'digitz'"),
+        (["--model", "RUN", "--data", "{type: digits, image_size: 8}"], "the model takes 1-channel images but digits"),
+        (["--model", "RUN", "--data", "cifar10"], "dataset folder 'data/cifar-10-batches-py' does not exist"),
+    ],
+)
+def test_eval_cli_bad_input_exits_2_with_one_line(args, message, run, capsys):
+    args = [str(run.run_dir) if a == "RUN" else a for a in args]
+    with pytest.raises(SystemExit) as info:
+        eval_cli.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
