@@ -79,10 +79,13 @@ def save_checkpoint(
     extra_tensors: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".tmp-*"):  # left by a save that was killed; never a complete checkpoint
+        shutil.rmtree(stale, ignore_errors=True)
     final = folder / f"{PREFIX}{epoch:04d}"
     tmp = folder / f".tmp-{PREFIX}{epoch:04d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         tensors = {

@@ -23,10 +23,11 @@ import torch
 from torch.utils.data import Subset
 
 from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
-from cdarts.config import Component, build, config_parameters, dump_yaml, load_config
+from cdarts.config import Component, ConfigError, build, config_parameters, dump_yaml, load_config
 from cdarts.data import epoch_seed, make_loader, search_split
 from cdarts.genotypes import Genotype
 from cdarts.io import atomic_write_json, atomic_write_text
+from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
 from cdarts.strategies.base import SearchContext, alpha_weights
 from cdarts.strategies.loop import Runtime
@@ -53,6 +54,7 @@ def search_config(
     eval_bn_batches: int = 10,
     keep_checkpoints: int = 2,
     plots: bool = True,
+    benchmark: Component("benchmarks") | None = None,
 ) -> None:
     """The keys of a search config (its signature is the schema; it is never called).
 
@@ -60,7 +62,8 @@ def search_config(
     ``discretizer: null`` takes the space's own rule (top-2 for DARTS, argmax for NAS-Bench-201);
     ``threads`` sets torch's CPU threads (at tiny sizes one thread can beat two); ``max_steps_per_epoch``
     caps the batches per epoch (quick trials, benchmarks); ``eval_bn_batches`` re-estimates BN statistics on that many
-    val batches before each eval-mode accuracy (0: use the running statistics as they are).
+    val batches before each eval-mode accuracy (0: use the running statistics as they are); ``benchmark`` looks up
+    every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``).
     """
 
 
@@ -82,6 +85,8 @@ def search(
     from accelerate.utils import broadcast_object_list, set_seed
 
     cfg = load_config(config, search_config, overrides)
+    if cfg["keep_checkpoints"] < 1:
+        raise ConfigError([f"keep_checkpoints: must be at least 1, got {cfg['keep_checkpoints']}"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
     # Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
     # of `accelerate launch --multi_gpu --num_processes 2` would run the whole search alone, as its own main process.
@@ -90,13 +95,14 @@ def search(
                               cpu=cfg["cpu"] or (launched and not torch.cuda.is_available()))
     main = accelerator.is_main_process
     log = accelerator.print
-    run_dir = [str(prepare_run_dir(output, name, resume)) if main else ""]
+    run_dir = [str(resolve_run_dir(output, name, resume)) if main else ""]
     if accelerator.num_processes > 1:
         broadcast_object_list(run_dir)
     run_dir = Path(run_dir[0])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
+    benchmark = build("benchmarks", cfg["benchmark"]) if cfg["benchmark"] else None
 
     data_spec = cfg["data"]
     splits = build("datasets", data_spec)
@@ -108,6 +114,9 @@ def search(
         val_eval = Subset(plain_train(data_spec), val.indices)
     data = {"train": train, "val": val, "test": splits.test, "val_eval": val_eval}
     space = build("spaces", cfg["space"], splits.num_classes, splits.in_chans)
+    if benchmark is not None and space.name != benchmark.space:
+        raise ValueError(f"benchmark {cfg['benchmark']['type']!r} looks up {benchmark.space} cells; this search's "
+                         f"space is {space.name!r}")
     discretizer = build("discretizers", cfg["discretizer"] or space.default_discretizer)
     strategy = build("strategies", cfg["strategy"])
     runtime = make_runtime(accelerator, cfg)
@@ -130,6 +139,8 @@ def search(
     ctx = SearchContext(space, discretizer, runtime, splits.num_classes, sample, loader, progress,
                         cfg["max_steps_per_epoch"], cfg["eval_bn_batches"])
     strategy.setup(ctx)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     history: list[dict[str, Any]] = []
     start = 0
@@ -158,6 +169,8 @@ def search(
         metrics.update(strategy.evaluate(epoch))
         genotype = strategy.genotype()
         metrics.update(diagnostics(genotype, strategy.alphas()))
+        if benchmark is not None:
+            metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
         phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
         row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
         history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
@@ -199,8 +212,9 @@ def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
     return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"])
 
 
-def prepare_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
-    """The run folder; refuses one that holds another run unless resuming it."""
+def resolve_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
+    """The run folder (created later, once the config has built); refuses one that holds another run unless
+    resuming it."""
     if output is None:
         if resume:
             raise ValueError("--resume needs --output pointing at the run folder to continue")
@@ -213,7 +227,6 @@ def prepare_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
             f"output folder '{run_dir}' already holds files (another run?); pass --resume to continue it "
             "or choose another --output"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -272,6 +285,9 @@ def epoch_line(row: dict[str, Any], total: int, genotype: Genotype) -> str:
         parts.append(f"E val {_fmt(row['e_val_acc'])} test {_fmt(row.get('e_test_acc'))}")
     if "lambda_reg" in row:
         parts.append(f"lambda' {row['lambda_reg']:.2f}")
+    bench = [f"{key.removeprefix('bench_')} {_fmt(value)}" for key, value in row.items() if key.startswith("bench_")]
+    if bench:
+        parts.append("bench " + " ".join(bench))
     parts.append(f"free ops {row['param_free_ops']:.0f}")
     parts.append(f"{row['time_s']:.1f}s")
     return " | ".join(parts) + f"\n  {genotype}"

@@ -110,13 +110,14 @@ def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "
-            f"unpickling them could run code ({str(exc).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, AssertionError, KeyError, TypeError) as exc:
-        raise ValueError(f"{folder}: timm cannot rebuild this model ({str(exc).splitlines()[0]})") from None
+    except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
+            raise ValueError(
+                f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "
+                f"unpickling them could run code ({first})"
+            ) from None
+        raise ValueError(f"{folder}: timm cannot rebuild this model ({first})") from None
     meta = config.get("cdarts", {}).get("data", {}) if isinstance(config.get("cdarts"), Mapping) else {}
     return model.eval(), dict(meta)
 

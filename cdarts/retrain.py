@@ -136,6 +136,8 @@ def load_retrain_config(
 
     raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
     raw = apply_overrides(raw, overrides)
+    if raw.get("mixed_precision") is False:  # YAML reads an unquoted `no` (as in --set mixed_precision=no) as false
+        raw["mixed_precision"] = "no"
     if genotype is not None:
         if not isinstance(raw.get("model", {}), dict):
             raise ConfigError([f"model: expected a mapping, got {type(raw['model']).__name__}"])

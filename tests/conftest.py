@@ -30,11 +30,13 @@ TINY_CONFIG: dict[str, Any] = {
 
 
 def make_tiny_config(**changes: Any) -> dict[str, Any]:
-    """A fresh copy of ``TINY_CONFIG``; ``strategy=...``/``space=...`` dicts are merged, other keys replaced."""
+    """A fresh copy of ``TINY_CONFIG`` with ``changes``: a component dict of the same (or no) ``type`` is merged
+    (``strategy={"epochs": 3}``), one naming another type replaces the slot, any other value replaces the key."""
     config = copy.deepcopy(TINY_CONFIG)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
+    for key, value in copy.deepcopy(changes).items():
+        old = config.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
+            config[key] = {**old, **value}
         else:
             config[key] = value
     return config

@@ -93,17 +93,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, c
 def bad_runs(tmp_path_factory, tiny_config, cli_env) -> dict[str, tuple[subprocess.CompletedProcess, Path, dict]]:
     """Every bad-input case run at once (they only start up and fail): name -> (result, output folder, files)."""
     root = tmp_path_factory.mktemp("bad")
-    base = tiny_config()
-    cases = {}
-    for name, (change, _) in BAD_CONFIGS.items():
-        config = {**base, **{key: value if key == "data" else {**base[key], **value} for key, value in change.items()}}
-        cases[name] = command(write_config(root / f"{name}.yaml", config), root / f"out-{name}")
+    cases = {name: command(write_config(root / f"{name}.yaml", tiny_config(**change)), root / f"out-{name}")
+             for name, (change, _) in BAD_CONFIGS.items()}
     existing = root / "out-existing"
     (existing / "checkpoints" / "epoch-0000").mkdir(parents=True)
     (existing / "metrics.csv").write_text("epoch,phase\n0,pretrain\n")
     (existing / "config.yaml").write_text("seed: 7\n")
     (existing / "checkpoints" / "epoch-0000" / "manifest.json").write_text("{}")
-    cases["existing_run"] = command(write_config(root / "good.yaml", base), existing)
+    cases["existing_run"] = command(write_config(root / "good.yaml", tiny_config()), existing)
     before = files_of(existing)
     started = {name: subprocess.Popen(argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for name, argv in cases.items()}

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from cdarts.config import load_config
-from cdarts.engine import SearchResult, diagnostics, prepare_run_dir, search, search_config
+from cdarts.engine import SearchResult, diagnostics, resolve_run_dir, search, search_config
 from cdarts.genotypes import genotype_from_json, load_genotype
 
 EPOCHS = 3  # 1 pretraining + 2 search epochs (see conftest.TINY_CONFIG)
@@ -113,14 +113,21 @@ def test_overrides_apply_before_validation(tmp_path, tiny_config):
     assert not (tmp_path / "run").exists()
 
 
-def test_prepare_run_dir_refuses_a_folder_holding_another_run(tmp_path):
+def test_resolve_run_dir_refuses_a_folder_holding_another_run(tmp_path):
     (tmp_path / "metrics.csv").write_text("epoch\n0\n")
     with pytest.raises(FileExistsError, match="--resume"):
-        prepare_run_dir(tmp_path, "x", resume=False)
-    assert prepare_run_dir(tmp_path, "x", resume=True) == tmp_path
-    assert prepare_run_dir(tmp_path / "new", "x", resume=False).is_dir()
+        resolve_run_dir(tmp_path, "x", resume=False)
+    assert resolve_run_dir(tmp_path, "x", resume=True) == tmp_path
+    assert resolve_run_dir(tmp_path / "new", "x", resume=False) == tmp_path / "new"
+    assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="--output"):
-        prepare_run_dir(None, "x", resume=True)
+        resolve_run_dir(None, "x", resume=True)
+
+
+def test_a_bad_dataset_folder_creates_no_run_folder(tmp_path, tiny_config):
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        search(tiny_config(data={"type": "imagefolder", "root": "/nonexistent"}), output=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_diagnostics_count_parameter_free_ops_and_entropy():
@@ -134,13 +141,13 @@ def test_diagnostics_count_parameter_free_ops_and_entropy():
 
 DRIVER = """
 import json, os, sys
-import torch.distributed as dist
+from accelerate import PartialState
 from cdarts.engine import search
 
 result = search(sys.argv[1], output=sys.argv[2])
 rank = int(os.environ["RANK"])
-world = dist.get_world_size() if dist.is_initialized() else 1
-record = {"world_size": world, "alpha": result.history[-1]["alpha"], "genotype": result.genotype.to_json()}
+record = {"world_size": PartialState().num_processes, "alpha": result.history[-1]["alpha"],
+          "genotype": result.genotype.to_json()}
 with open(os.path.join(sys.argv[3], f"alpha_rank{rank}.json"), "w") as handle:
     json.dump(record, handle)
 """

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,6 +169,40 @@ def test_timm_augmentation_needs_an_image_dataset(tmp_path):
         train(tiny(augment={"auto_augment": "rand-m9-mstd0.5"}), output=tmp_path / "aa", progress=False)
 
 
+@pytest.fixture
+def image_folder(tmp_path):
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(8):
+                pixels = torch.randint(0, 255, (16, 16, 3), generator=generator, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return tmp_path / "images"
+
+
+def test_timm_augmentation_replaces_the_train_transform_only(image_folder, tmp_path):
+    augment = {"auto_augment": "rand-m9-mstd0.5", "re_prob": 0.5}
+    cfg = tiny(data={"type": "imagefolder", "root": str(image_folder), "image_size": 16}, val_fraction=0.25,
+               batch_size=4, epochs=1, max_steps_per_epoch=2, augment=augment)
+    data = build_data(load_retrain_config(cfg))
+    steps = [type(t).__name__ for t in data.splits.train.transform.transforms]
+    assert steps == ["RandomCrop", "RandomHorizontalFlip", "RandAugment", "ToTensor", "Normalize", "RandomErasing"]
+    assert torch.equal(data.val[0][0], data.val[0][0]) and torch.equal(data.test[0][0], data.test[0][0])
+    result = train(cfg, output=tmp_path / "aa", progress=False)
+    assert len(result.history) == 1
+
+
+def test_unknown_timm_augmentation_is_named(image_folder, tmp_path):
+    data = {"type": "imagefolder", "root": str(image_folder), "image_size": 16}
+    cfg = tiny(data=data, augment={"auto_augment": "foo"})
+    with pytest.raises(ValueError, match="augment.auto_augment: invalid timm augmentation 'foo'"):
+        build_data(load_retrain_config(cfg))
+
+
 def test_auxiliary_loss_ema_and_mixup_run_together(tmp_path):
     cfg = tiny(
         data={"type": "digits", "image_size": 32, "channels": 1}, epochs=1, max_steps_per_epoch=2,
@@ -184,29 +219,33 @@ def test_auxiliary_loss_ema_and_mixup_run_together(tmp_path):
 
 def _cli(output, config, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "cdarts.cli.train", "--config", str(config), "--output", str(output),
-               "--no-progress", *extra]
+    command = [sys.executable, "-m", "cdarts.cli.train", "--output", str(output), "--no-progress", *extra]
+    command += ["--config", str(config)] if config is not None else []
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_resume_after_sigkill_replays_the_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path / "resume.yaml", tiny(epochs=4, augment={"mixup": 0.2}, ema={"decay": 0.9}))
-    straight = _cli(tmp_path / "straight", config)
-    killed = _cli(tmp_path / "killed", config)
+    cfg = tiny(epochs=4, augment={"mixup": 0.2}, ema={"decay": 0.9})
+    killed = _cli(tmp_path / "killed", write_config(tmp_path / "resume.yaml", cfg))
     first = tmp_path / "killed" / "checkpoints" / "epoch-0000"
-    deadline = time.time() + 120
-    while not first.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
+
+    def kill_after_the_first_epoch():
+        deadline = time.time() + 120
+        while not first.exists() and killed.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        killed.send_signal(signal.SIGKILL)
+
+    watcher = threading.Thread(target=kill_after_the_first_epoch)
+    watcher.start()
+    train(cfg, output=tmp_path / "straight", progress=False)
+    watcher.join()
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it was killed"
-    resumed = _cli(tmp_path / "killed", config, "--resume")
+    resumed = _cli(tmp_path / "killed", None, "--resume")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming from" in out
-    straight.communicate(timeout=300)
-    assert straight.returncode == 0
     steps_a = read_rows(tmp_path / "straight" / "steps.csv")
     steps_b = read_rows(tmp_path / "killed" / "steps.csv")
     assert [int(s["step"]) for s in steps_b] == list(range(1, 13))
@@ -216,6 +255,7 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(tmp_path):
     final_b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
     assert final_a.keys() == final_b.keys()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
     def untimed(run):
         return [{k: v for k, v in r.items() if k != "time_s"} for r in read_rows(tmp_path / run / "metrics.csv")]
 
@@ -251,11 +291,14 @@ def test_init_starts_from_the_weights_of_a_run(run, tmp_path):
         (["--genotype", "NOPE"], "model.genotype: unknown genotype 'NOPE'"),
         (["--resume"], "--resume needs --output"),
         (["--set", "epochs=0"], "epochs: expected at least 1, got 0"),
+        (["--resume", "--output", "EMPTY"], "nothing to resume in"),
+        (["--output", "EMPTY"], "--config is required"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
     config = write_config(tmp_path / "c.yaml", tiny())
-    if "--config" not in args:
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    if "--config" not in args and args != ["--output", str(tmp_path / "empty")]:
         args = ["--config", str(config), *args]
     with pytest.raises(SystemExit) as info:
         train_cli.main(args)
