@@ -27,7 +27,8 @@ from cdarts.registry import close_match, registry, unknown_name_message
 
 
 class _Loader(yaml.SafeLoader):
-    """``safe_load`` that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``; ML configs write ``1e-3``)."""
+    """``safe_load`` with YAML 1.2 scalars: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``) and only true/false are
+    booleans (YAML 1.1 also reads ``no``, ``off``, ``y``..., which breaks ``mixed_precision: no``)."""
 
 
 class _Dumper(yaml.SafeDumper):
@@ -35,6 +36,12 @@ class _Dumper(yaml.SafeDumper):
 
 
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 for _cls in (_Loader, _Dumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
 

@@ -10,11 +10,9 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +27,7 @@ from cdarts.genotypes import Genotype
 from cdarts.io import atomic_write_json, atomic_write_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
+from cdarts.runs import make_accelerator, shared_run_dir
 from cdarts.strategies.base import SearchContext, alpha_weights
 from cdarts.strategies.loop import Runtime
 
@@ -81,24 +80,16 @@ def search(
     resume: bool = False,
 ) -> SearchResult:
     """Run a search from a YAML file or a config dict; return the final genotype and the run folder."""
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
     if cfg["keep_checkpoints"] < 1:
         raise ConfigError([f"keep_checkpoints: must be at least 1, got {cfg['keep_checkpoints']}"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
-    # Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
-    # of `accelerate launch --multi_gpu --num_processes 2` would run the whole search alone, as its own main process.
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(mixed_precision=cfg["mixed_precision"],
-                              cpu=cfg["cpu"] or (launched and not torch.cuda.is_available()))
+    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"])
     main = accelerator.is_main_process
     log = accelerator.print
-    run_dir = [str(resolve_run_dir(output, name, resume)) if main else ""]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(run_dir)
-    run_dir = Path(run_dir[0])
+    run_dir = shared_run_dir(accelerator, output, name, resume)
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
@@ -210,24 +201,6 @@ def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
     dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
     return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"])
-
-
-def resolve_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
-    """The run folder (created later, once the config has built); refuses one that holds another run unless
-    resuming it."""
-    if output is None:
-        if resume:
-            raise ValueError("--resume needs --output pointing at the run folder to continue")
-        output = Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(output)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"output '{run_dir}' exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
-        raise FileExistsError(
-            f"output folder '{run_dir}' already holds files (another run?); pass --resume to continue it "
-            "or choose another --output"
-        )
-    return run_dir
 
 
 @cache

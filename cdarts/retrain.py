@@ -20,7 +20,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,15 +37,25 @@ from cdarts.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cdarts.config import Component, ConfigError, build, config_parameters, dump_yaml, read_yaml, validate
+from cdarts.config import (
+    Component,
+    ConfigError,
+    apply_overrides,
+    build,
+    config_parameters,
+    dump_yaml,
+    read_yaml,
+    validate,
+)
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
 from cdarts.io import atomic_write_json, atomic_write_text, fsync_dir
-from cdarts.models.darts import MIN_AUXILIARY_SIZE, CdartsNet, resolve_genotype
+from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
+from cdarts.runs import make_accelerator, shared_run_dir
 
 ARCHITECTURES = {
-    "cdarts_cifar": {"stem": "cifar", "channels": 36, "layers": 20, "genotype": "CDARTS_CIFAR"},
-    "cdarts_imagenet": {"stem": "imagenet", "channels": 48, "layers": 14, "genotype": "CDARTS_IMAGENET"},
+    "cdarts_cifar": {"channels": 36, "layers": 20, "genotype": "CDARTS_CIFAR"},
+    "cdarts_imagenet": {"channels": 48, "layers": 14, "genotype": "CDARTS_IMAGENET"},
 }
 """The registered model names and their defaults for the keys a config leaves out."""
 
@@ -132,12 +141,8 @@ def load_retrain_config(
     Raises:
         ConfigError: listing every problem, of the top level and of each section.
     """
-    from cdarts.config import apply_overrides
-
     raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
     raw = apply_overrides(raw, overrides)
-    if raw.get("mixed_precision") is False:  # YAML reads an unquoted `no` (as in --set mixed_precision=no) as false
-        raw["mixed_precision"] = "no"
     if genotype is not None:
         if not isinstance(raw.get("model", {}), dict):
             raise ConfigError([f"model: expected a mapping, got {type(raw['model']).__name__}"])
@@ -321,12 +326,6 @@ def create_network(cfg: Mapping[str, Any], data: RetrainData) -> CdartsNet:
     import timm
 
     m = cfg["model"]
-    stem = ARCHITECTURES[m["architecture"]]["stem"]
-    if m["auxiliary"] and data.splits.image_size < MIN_AUXILIARY_SIZE[stem]:
-        raise ValueError(
-            f"model.auxiliary: the auxiliary tower of {m['architecture']} needs images of at least "
-            f"{MIN_AUXILIARY_SIZE[stem]} px, the data gives {data.splits.image_size} px; set model.auxiliary=false"
-        )
     return timm.create_model(
         m["architecture"], **model_args(cfg, data.splits.num_classes, data.splits.in_chans),
         auxiliary=m["auxiliary"], drop_path_rate=m["drop_path_rate"], drop_rate=m["drop_rate"],
@@ -485,26 +484,6 @@ def read_trained(ref: str | Path) -> TrainedModel:
 # ---------------------------------------------------------------------------------------------------- run folder
 
 
-def prepare_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
-    """The run folder; refuses one that holds files unless resuming, and a resume with nothing to resume."""
-    if output is None:
-        if resume:
-            raise ValueError("--resume needs --output pointing at the run folder to continue")
-        output = Path("runs") / f"retrain-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(output)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"output '{run_dir}' exists and is not a folder")
-    if resume and not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"nothing to resume in '{run_dir}': it holds no config.yaml of a retrain run")
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"output folder '{run_dir}' already holds files (another run?); pass --resume to continue it "
-            "or choose another --output"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 def publish_best(run_dir: Path, checkpoint: Path) -> Path:
     """Copy a checkpoint to ``best/`` (temporary folder, then rename) and drop the previous best."""
     folder = run_dir / "best"
@@ -583,8 +562,7 @@ def train(
     to the same one. The latest complete checkpoint restores weights, optimizer, EMA, RNGs and logs, so the
     resumed run takes the same steps at the same LRs as an uninterrupted one.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import set_seed
 
     from cdarts.evaluate import evaluate
 
@@ -594,13 +572,12 @@ def train(
         config = Path(output) / "config.yaml"
     cfg = load_retrain_config(config, overrides, genotype)
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
-    accelerator = Accelerator(mixed_precision=cfg["mixed_precision"], cpu=cfg["cpu"])
+    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"])
     main = accelerator.is_main_process
     log = accelerator.print
-    run_dir = [str(prepare_run_dir(output, name, resume)) if main else ""]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(run_dir)
-    run_dir = Path(run_dir[0])
+    run_dir = shared_run_dir(accelerator, output, f"retrain-{name}", resume)
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"nothing to resume in '{run_dir}': it holds no config.yaml of a retrain run")
     if resume:
         saved = load_retrain_config(run_dir / "config.yaml")
         if config_hash(saved) != config_hash(cfg):
@@ -613,6 +590,8 @@ def train(
 
     data = build_data(cfg)
     net = create_network(cfg, data)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if init is not None:
         source = find_checkpoint(init)
         weights = read_trained(source).weights if source.is_dir() else load_weights(source)

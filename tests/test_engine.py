@@ -14,8 +14,9 @@ import yaml
 from safetensors.torch import load_file
 
 from cdarts.config import load_config
-from cdarts.engine import SearchResult, diagnostics, resolve_run_dir, search, search_config
+from cdarts.engine import SearchResult, diagnostics, search, search_config
 from cdarts.genotypes import genotype_from_json, load_genotype
+from cdarts.runs import resolve_run_dir
 
 EPOCHS = 3  # 1 pretraining + 2 search epochs (see conftest.TINY_CONFIG)
 COLUMNS = {"epoch", "phase", "s_val_acc", "s_test_acc", "e_val_acc", "e_test_acc", "lambda_reg", "time_s", "joint_kd",

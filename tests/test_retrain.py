@@ -158,12 +158,6 @@ def test_resume_with_a_different_config_is_refused(run):
         train(tiny(epochs=3), output=run.run_dir, resume=True, progress=False)
 
 
-def test_auxiliary_tower_needs_32px_inputs(tmp_path):
-    cfg = tiny(model={"channels": 4, "layers": 3, "auxiliary": True})
-    with pytest.raises(ValueError, match="needs images of at least 32 px, the data gives 8 px"):
-        train(cfg, output=tmp_path / "aux", progress=False)
-
-
 def test_timm_augmentation_needs_an_image_dataset(tmp_path):
     with pytest.raises(ValueError, match="augment.auto_augment and augment.re_prob need a dataset of images"):
         train(tiny(augment={"auto_augment": "rand-m9-mstd0.5"}), output=tmp_path / "aa", progress=False)
@@ -205,7 +199,7 @@ def test_unknown_timm_augmentation_is_named(image_folder, tmp_path):
 
 def test_auxiliary_loss_ema_and_mixup_run_together(tmp_path):
     cfg = tiny(
-        data={"type": "digits", "image_size": 32, "channels": 1}, epochs=1, max_steps_per_epoch=2,
+        epochs=1, max_steps_per_epoch=2,
         model={"channels": 4, "layers": 3, "auxiliary": True}, augment={"mixup": 0.2, "cutmix": 1.0},
         ema={"decay": 0.9}, label_smoothing=0.1,
     )

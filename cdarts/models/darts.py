@@ -19,16 +19,10 @@ from cdarts.genotypes import DartsGenotype, load_genotype
 from cdarts.spaces.base import StageOutputs
 from cdarts.spaces.darts import DartsNetwork, Stem
 
-__all__ = ["CdartsNet", "MIN_AUXILIARY_SIZE", "resolve_genotype"]
+__all__ = ["CdartsNet", "resolve_genotype"]
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
-
-AUX_FEATURES = 768
-"""Width of the auxiliary tower's pooled features (its last conv)."""
-
-MIN_AUXILIARY_SIZE = {"cifar": 32, "imagenet": 224}
-"""Smallest input (px) whose feature map the auxiliary tower can pool (5x5 pool, then a 2x2 conv)."""
 
 
 def resolve_genotype(genotype: str | Mapping[str, Any] | DartsGenotype) -> DartsGenotype:
@@ -114,7 +108,7 @@ class CdartsNet(DartsNetwork):
         self.classifier = nn.Linear(features, num_classes) if num_classes > 0 else nn.Identity()
         if self.auxiliary_head is not None:
             head = self.auxiliary_head
-            head.classifier = nn.Linear(AUX_FEATURES, num_classes) if num_classes > 0 else nn.Identity()
+            head.classifier = nn.Linear(head.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def no_weight_decay(self) -> set[str]:
         """No parameter is exempt by name: DARTS decays every weight (timm filters biases and norms itself)."""
