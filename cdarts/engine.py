@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
 from cdarts.config import Component, ConfigError, build, config_parameters, dump_yaml, load_config
 from cdarts.data import epoch_seed, make_loader, search_split
-from cdarts.genotypes import Genotype
+from cdarts.genotypes import DartsGenotype, Genotype
 from cdarts.io import atomic_write_json, atomic_write_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
@@ -175,7 +175,7 @@ def search(
                             keep=cfg["keep_checkpoints"])
             log(epoch_line(row, strategy.total_epochs, genotype))
             if metrics.get("collapse"):
-                log(f"warning: the genotype is collapsing to parameter-free ops ({metrics['param_free_ops']:.0f})")
+                log("warning: the genotype is collapsing to skip connections (more than half the normal cell's ops)")
         accelerator.wait_for_everyone()
 
     genotype = strategy.genotype()
@@ -217,8 +217,11 @@ def parameter_free(op: str) -> bool:
 
 
 def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Stability signals: parameter-free ops in the genotype, skip-connects, mean alpha entropy, collapse flag."""
+    """Stability signals: parameter-free ops in the genotype, skip-connects, mean alpha entropy, and the collapse
+    flag: more than half the ops of the normal cell (NAS-Bench-201: of the cell) are skip connections."""
     ops = genotype.ops()
+    cell = "normal" if isinstance(genotype, DartsGenotype) else "cell"
+    normal = [op for node in genotype.nodes(cell) for op, _ in node]
     free = sum(parameter_free(op) for op in ops)
     entropies = [-(p * p.clamp_min(1e-12).log()).sum(-1).mean() for p in
                  (torch.softmax(a.detach().float(), -1) for a in alphas.values())]
@@ -226,7 +229,7 @@ def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str
         "param_free_ops": float(free),
         "skip_connects": float(sum(op == "skip_connect" for op in ops)),
         "alpha_entropy": float(torch.stack(entropies).mean()),
-        "collapse": float(free * 2 > len(ops)),
+        "collapse": float(2 * normal.count("skip_connect") > len(normal)),
     }
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,7 +322,9 @@ def correlation(
     if len(points) < 2:
         raise ValueError(f"only {len(points)} of {samples} sampled cells have a {metric!r} value in the benchmark")
     scores, values = [p["score"] for p in points], [p["value"] for p in points]
-    tau, rho = stats.kendalltau(scores, values), stats.spearmanr(scores, values)
+    with warnings.catch_warnings():  # constant input: the coefficients are NaN, reported as undefined (None)
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        tau, rho = stats.kendalltau(scores, values), stats.spearmanr(scores, values)
 
     def finite(x: float) -> float | None:
         return float(x) if math.isfinite(x) else None

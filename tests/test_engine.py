@@ -140,6 +140,16 @@ def test_diagnostics_count_parameter_free_ops_and_entropy():
     assert result["alpha_entropy"] == pytest.approx(math.log(8))
 
 
+def test_collapse_means_mostly_skip_connections_in_the_normal_cell():
+    skips = load_genotype({"normal": [["skip_connect", 0], ["skip_connect", 1]] * 2 + [["sep_conv_3x3", 0]] * 3
+                           + [["skip_connect", 2]], "normal_concat": [2, 3, 4, 5],
+                           "reduce": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]})
+    uniform = {"normal": torch.zeros(14, 8), "reduce": torch.zeros(14, 8)}
+    assert diagnostics(skips, uniform)["collapse"] == 1.0
+    pools = load_genotype("|avg_pool_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    assert diagnostics(pools, {"cell": torch.zeros(6, 5)})["collapse"] == 0.0
+
+
 DRIVER = """
 import json, os, sys
 from accelerate import PartialState
