@@ -6,8 +6,6 @@ replays exactly the run an uninterrupted one would have made.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import time
@@ -24,7 +22,7 @@ from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoin
 from cdarts.config import Component, ConfigError, build, config_parameters, dump_yaml, load_config
 from cdarts.data import epoch_seed, make_loader, search_split
 from cdarts.genotypes import DartsGenotype, Genotype
-from cdarts.io import atomic_write_json, atomic_write_text
+from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
@@ -235,16 +233,7 @@ def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str
 
 def write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite ``metrics.csv`` and ``genotypes.jsonl`` from the history (atomic, so they match the checkpoint)."""
-    rows = [h["metrics"] for h in history]
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "metrics.csv", csv_text([h["metrics"] for h in history]))
     lines = [json.dumps({k: h[k] for k in ("epoch", "genotype", "primitives", "alpha")}) for h in history]
     atomic_write_text(run_dir / "genotypes.jsonl", "\n".join(lines) + "\n")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -48,7 +47,7 @@ from cdarts.config import (
     validate,
 )
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
-from cdarts.io import atomic_write_json, atomic_write_text, fsync_dir
+from cdarts.io import atomic_write_json, atomic_write_text, csv_text, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
@@ -514,18 +513,6 @@ def reconcile_best(run_dir: Path, best_epoch: int | None, epoch: int) -> None:
         publish_best(run_dir, source)
 
 
-def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue()
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -654,9 +641,9 @@ def train(
     if main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(run_dir / "genotype.json", mcfg["genotype"])
-        atomic_write_text(run_dir / "metrics.csv", _csv_text(history) if history else "")
+        atomic_write_text(run_dir / "metrics.csv", csv_text(history) if history else "")
         steps_log = [r for r in read_csv(run_dir / "steps.csv") if int(r["step"]) <= step] if resume else []
-        atomic_write_text(run_dir / "steps.csv", _csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
+        atomic_write_text(run_dir / "steps.csv", csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
         params = count_parameters(net)
         log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
             f"C={mcfg['channels']}) on {data.spec['type']}: {len(data.train)} train / "
@@ -740,7 +727,7 @@ def train(
             best = {"epoch": epoch, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
                     "test_top5": row["test_top5"]}
         if main:
-            atomic_write_text(run_dir / "metrics.csv", _csv_text(history))
+            atomic_write_text(run_dir / "metrics.csv", csv_text(history))
             with open(run_dir / "steps.csv", "a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(
                     {**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows)

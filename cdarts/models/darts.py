@@ -66,20 +66,8 @@ class CdartsNet(DartsNetwork):
         self.reset_classifier(num_classes, global_pool)
 
 
-    def _forward_cells(self, x: Tensor) -> StageOutputs:
-        """Stem and cells: the final feature map (as ``logits``, not yet pooled), stage outputs, aux logits."""
-        s0, s1 = self.stem(x)
-        stages, aux_logits = [], None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i in self.stage_ends:
-                stages.append(s1)
-            if i == self.aux_index and self.training:
-                aux_logits = self.auxiliary_head(s1)
-        return StageOutputs(s1, stages, aux_logits)
-
     def forward_features(self, x: Tensor) -> Tensor:
-        return self._forward_cells(x).logits
+        return self.forward_cells(x)[0]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.global_pool(x)
@@ -88,7 +76,7 @@ class CdartsNet(DartsNetwork):
         return x if pre_logits else self.classifier(x)
 
     def forward_stages(self, x: Tensor) -> StageOutputs:
-        features, stages, aux_logits = self._forward_cells(x)
+        features, stages, aux_logits = self.forward_cells(x)
         return StageOutputs(self.forward_head(features), stages, aux_logits)
 
     def forward(self, x: Tensor) -> Tensor:
