@@ -317,7 +317,8 @@ class DartsNetwork(nn.Module):
             cell.select(genotype.nodes(cell_type), getattr(genotype, f"{cell_type}_concat"))
         self.genotype = genotype
 
-    def forward_stages(self, x: Tensor) -> StageOutputs:
+    def forward_cells(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """Stem and cells: the final feature map, the stage outputs and (training only) the auxiliary logits."""
         if self.genotype is None:
             raise RuntimeError("select a genotype before running the weight-shared network")
         s0, s1 = self.stem(x)
@@ -328,8 +329,11 @@ class DartsNetwork(nn.Module):
                 stages.append(s1)
             if i == self.aux_index and self.training:
                 aux_logits = self.auxiliary_head(s1)
-        logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
-        return StageOutputs(logits, stages, aux_logits)
+        return s1, stages, aux_logits
+
+    def forward_stages(self, x: Tensor) -> StageOutputs:
+        features, stages, aux_logits = self.forward_cells(x)
+        return StageOutputs(self.classifier(F.adaptive_avg_pool2d(features, 1).flatten(1)), stages, aux_logits)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_stages(x).logits
