@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim import Optimizer
 
-from cdarts.io import fsync_dir
+from cdarts.io import WriteError, fsync_dir
 
 PREFIX = "epoch-"
 FILES = ("tensors.safetensors", "optim.pt", "state.json")
@@ -30,6 +30,10 @@ FILES = ("tensors.safetensors", "optim.pt", "state.json")
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, incomplete or corrupt; the message names the file and the problem."""
+
+
+class NonFiniteStateError(FloatingPointError):
+    """A checkpoint would hold NaN or inf values; it is refused, so a resumed run never starts from one."""
 
 
 def _sha256(path: Path) -> str:
@@ -78,44 +82,77 @@ def save_checkpoint(
     keep: int = 2,
     extra_tensors: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints.
+
+    Raises:
+        NonFiniteStateError: a module or optimizer tensor holds NaN or inf (nothing is written).
+        WriteError: writing failed (e.g. the disk is full); no partial folder is left and older checkpoints stay.
+    """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".tmp-*"):  # left by a save that was killed; never a complete checkpoint
-        shutil.rmtree(stale, ignore_errors=True)
     final = folder / f"{PREFIX}{epoch:04d}"
+    tensors = {
+        f"{name}.{key}": value.detach().cpu().contiguous()
+        for name, module in modules.items()
+        for key, value in module.state_dict().items()
+    }
+    optimizer_states = {name: opt.state_dict() for name, opt in optimizers.items()}
+    bad = non_finite(tensors) + non_finite(
+        {f"{name}.state.{index}.{key}": value for name, opt_state in optimizer_states.items()
+         for index, entries in opt_state["state"].items() for key, value in entries.items()}
+    )
+    if bad:
+        raise NonFiniteStateError(
+            f"refusing to write checkpoint {final}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+            "hold NaN or inf values; the previous checkpoints are kept"
+        )
+    rng_tensors, rng_plain = rng_state()
+    optim = {"optimizers": optimizer_states, "rng": rng_tensors, "extra": extra_tensors or {}}
+    state_text = json.dumps({"epoch": epoch, "rng": rng_plain, **state})
+    writers = {
+        "tensors.safetensors": lambda path: save_file(tensors, str(path)),
+        "optim.pt": lambda path: torch.save(optim, path),
+        "state.json": lambda path: path.write_text(state_text),
+    }
     tmp = folder / f".tmp-{PREFIX}{epoch:04d}-{os.getpid()}"
-    tmp.mkdir()
     try:
-        tensors = {
-            f"{name}.{key}": value.detach().cpu().contiguous()
-            for name, module in modules.items()
-            for key, value in module.state_dict().items()
-        }
-        save_file(tensors, str(tmp / "tensors.safetensors"))
-        rng_tensors, rng_plain = rng_state()
-        optim = {"optimizers": {name: opt.state_dict() for name, opt in optimizers.items()}, "rng": rng_tensors,
-                 "extra": extra_tensors or {}}
-        torch.save(optim, tmp / "optim.pt")
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "rng": rng_plain, **state}))
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".tmp-*"):  # left by a save that was killed; never a complete checkpoint
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise WriteError(tmp, exc) from exc
+    try:
         manifest = {}
         for name in FILES:
-            _fsync(tmp / name)
+            try:
+                writers[name](tmp / name)
+                _fsync(tmp / name)
+            except (OSError, RuntimeError, SafetensorError) as exc:  # torch and safetensors wrap I/O errors
+                raise WriteError(final / name, exc) from exc
             manifest[name] = {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-        (tmp / "manifest.json").write_text(json.dumps({"epoch": epoch, "files": manifest}, indent=1))
-        _fsync(tmp / "manifest.json")
-        fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(folder)
+        try:
+            (tmp / "manifest.json").write_text(json.dumps({"epoch": epoch, "files": manifest}, indent=1))
+            _fsync(tmp / "manifest.json")
+            fsync_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_dir(folder)
+        except OSError as exc:
+            raise WriteError(final / "manifest.json", exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def non_finite(tensors: dict[str, Any]) -> list[str]:
+    """The names of the floating-point tensors holding NaN or inf."""
+    return [name for name, value in tensors.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

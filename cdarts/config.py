@@ -28,7 +28,20 @@ from cdarts.registry import close_match, registry, unknown_name_message
 
 class _Loader(yaml.SafeLoader):
     """``safe_load`` with YAML 1.2 scalars: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``) and only true/false are
-    booleans (YAML 1.1 also reads ``no``, ``off``, ``y``..., which breaks ``mixed_precision: no``)."""
+    booleans (YAML 1.1 also reads ``no``, ``off``, ``y``..., which breaks ``mixed_precision: no``).
+
+    A scalar its tag cannot hold (``2020-02-30``, ``!!int x``) is a ``ConstructorError`` with its position, not the
+    ValueError or AttributeError that PyYAML's constructors let escape.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, LookupError, OverflowError) as exc:
+            shown = node.value if isinstance(node, yaml.ScalarNode) else node.id
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid {node.tag.rsplit(':', 1)[-1]} value {shown!r} ({exc})", node.start_mark
+            ) from None
 
 
 class _Dumper(yaml.SafeDumper):
@@ -47,8 +60,11 @@ for _cls in (_Loader, _Dumper):
 
 
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML like ``yaml.safe_load``, with ``1e-3`` a float."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML like ``yaml.safe_load``, with ``1e-3`` a float; every failure is a ``yaml.YAMLError``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 class ConfigError(ValueError):
@@ -338,9 +354,16 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
 def load_config(
     source: str | Path | Mapping[str, Any], root: Callable, overrides: Iterable[str] = ()
 ) -> dict[str, Any]:
-    """Read (a path) or copy (a mapping) a config, apply overrides, validate against ``root`` and fill defaults."""
-    raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
-    return validate(root, apply_overrides(raw, overrides))
+    """Read (a path) or copy (a mapping) a config, apply overrides, validate against ``root`` and fill defaults.
+
+    Raises:
+        ConfigError: for anything wrong with the config, whatever it holds.
+    """
+    try:
+        raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
+        return validate(root, apply_overrides(raw, overrides))
+    except RecursionError:
+        raise ConfigError(["<config>: nested too deeply"]) from None
 
 
 def dump_yaml(config: Mapping[str, Any]) -> str:

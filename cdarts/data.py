@@ -5,6 +5,7 @@ random choices that decide *which* images go where use fixed seeds, so a config 
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,65 @@ CIFAR100_MEAN = (0.5070751, 0.48654887, 0.44091785)
 CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be read; the message names the file.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process with the worker's traceback folded into
+    the message; the constructor keeps only the original one-line message.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            last = [line for line in message.splitlines() if line.strip()][-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
+def load_image(path: str) -> Any:
+    """The RGB PIL image at ``path``; a missing, truncated or non-image file is a :class:`BadImageError` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+        raise BadImageError(f"{path}: cannot read image ({exc})") from None
+
+
+def image_folder(path: Path, num_classes: int | None = None, skip_bad_images: bool = False) -> tv_datasets.ImageFolder:
+    """torchvision's ImageFolder over ``path/<class>/<image>``, reading with :func:`load_image`.
+
+    Problems are found here, before any training: no class folders, a class folder without images, a class count
+    other than ``num_classes`` (when given). ``skip_bad_images`` opens every image now and drops the unreadable
+    ones with a warning (one pass over the folder); otherwise a bad image stops the run when it is loaded.
+    """
+    try:
+        folder = tv_datasets.ImageFolder(str(path), loader=load_image)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"dataset folder '{path}': {exc}") from None
+    if num_classes is not None and len(folder.classes) != num_classes:
+        shown = ", ".join(folder.classes[:5]) + (" ..." if len(folder.classes) > 5 else "")
+        raise ValueError(f"num_classes is {num_classes} but '{path}' has {len(folder.classes)} class folders "
+                         f"({shown})")
+    if skip_bad_images:
+        bad = set()
+        for file, _ in folder.samples:
+            try:
+                load_image(file)
+            except BadImageError:
+                bad.add(file)
+        if bad:
+            shown = ", ".join(sorted(bad)[:3]) + (" ..." if len(bad) > 3 else "")
+            warnings.warn(f"skipping {len(bad)} unreadable image(s) in '{path}': {shown}", stacklevel=3)
+            folder.samples = folder.imgs = [sample for sample in folder.samples if sample[0] not in bad]
+            folder.targets = [label for _, label in folder.samples]
+            empty = [name for index, name in enumerate(folder.classes) if index not in set(folder.targets)]
+            if empty:
+                raise ValueError(f"dataset folder '{path}': no readable images left in class folder(s) "
+                                 f"{', '.join(empty)}")
+    return folder
 
 
 @dataclass
@@ -329,17 +389,22 @@ def imagefolder(
     augment: bool = True,
     mean: list[float] | None = None,
     std: list[float] | None = None,
+    num_classes: int | None = None,
+    skip_bad_images: bool = False,
 ) -> DatasetSplits:
     """Any ``root/train/<class>/*`` tree; the test split is ``root/test`` or ``root/val``, else a per-class slice.
 
     ``test_fraction`` is used only without a test/val folder. Small images (<= 64 px) are augmented by padded
     random crops, larger ones by random resized crops; both with horizontal flips. ``mean``/``std`` default to
-    ImageNet's.
+    ImageNet's. ``num_classes``, when set, must match the class folders. An unreadable image is an error naming
+    the file when it is loaded, or with ``skip_bad_images`` is found by opening every image up front and skipped
+    with a warning.
     """
     check_options(image_size, test_fraction=test_fraction)
     mean_t, std_t = normalisation(mean, std)
     base = require_folder(Path(root))
-    train_folder = tv_datasets.ImageFolder(str(require_folder(base / "train", "; expected root/train/<class>/<image>")))
+    train_dir = require_folder(base / "train", "; expected root/train/<class>/<image>")
+    train_folder = image_folder(train_dir, num_classes, skip_bad_images)
     evaluate = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean_t, std_t)])
     if not augment:
         train_transform = evaluate
@@ -351,7 +416,7 @@ def imagefolder(
         train_transform = T.Compose([*crop, T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean_t, std_t)])
     test_dirs = [base / name for name in ("test", "val") if (base / name).is_dir()]
     if test_dirs:
-        test_folder = tv_datasets.ImageFolder(str(test_dirs[0]))
+        test_folder = image_folder(test_dirs[0], skip_bad_images=skip_bad_images)
         if test_folder.classes != train_folder.classes:
             raise ValueError(
                 f"class folders of '{test_dirs[0]}' {test_folder.classes} differ from those of "
@@ -389,13 +454,15 @@ def imagenet(
     test_fraction: float = 1.0,
     augment: bool = True,
     color_jitter: bool = True,
+    num_classes: int | None = None,
 ) -> DatasetSplits:
     """ImageNet in ``root/train/<class>`` and ``root/val/<class>``, with the per-class subsets the search uses.
 
     ``train`` is a seeded ``train_fraction_per_class`` of each class and ``search_val`` another, disjoint
     ``val_fraction_per_class`` (0 leaves ``search_val`` unset, so the search splits ``train``); both carry training
     augmentation. For full training pass ``train_fraction_per_class: 1.0, val_fraction_per_class: 0``.
-    ``test`` is ``root/val``, per-class subsampled to ``test_fraction``.
+    ``test`` is ``root/val``, per-class subsampled to ``test_fraction``. ``num_classes``, when set, must match the
+    class folders. An unreadable image is an error naming the file when it is loaded.
     """
     check_options(image_size, train_fraction_per_class=train_fraction_per_class, test_fraction=test_fraction)
     if not 0 <= val_fraction_per_class < 1 or train_fraction_per_class + val_fraction_per_class > 1:
@@ -404,8 +471,8 @@ def imagenet(
             f"({train_fraction_per_class}) to at most 1, got {val_fraction_per_class}"
         )
     base = require_folder(Path(root))
-    train_folder = tv_datasets.ImageFolder(str(require_folder(base / "train")))
-    val_folder = tv_datasets.ImageFolder(str(require_folder(base / "val")))
+    train_folder = image_folder(require_folder(base / "train"), num_classes)
+    val_folder = image_folder(require_folder(base / "val"))
     if val_folder.classes != train_folder.classes:
         raise ValueError(f"class folders of '{base / 'val'}' differ from those of '{base / 'train'}'")
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]

@@ -52,6 +52,9 @@ def search_config(
     keep_checkpoints: int = 2,
     plots: bool = True,
     benchmark: Component("benchmarks") | None = None,
+    nonfinite: Literal["stop", "skip"] = "stop",
+    max_skipped_batches: int = 10,
+    dist_timeout_s: float = 600.0,
 ) -> None:
     """The keys of a search config (its signature is the schema; it is never called).
 
@@ -60,7 +63,10 @@ def search_config(
     ``threads`` sets torch's CPU threads (at tiny sizes one thread can beat two); ``max_steps_per_epoch``
     caps the batches per epoch (quick trials, benchmarks); ``eval_bn_batches`` re-estimates BN statistics on that many
     val batches before each eval-mode accuracy (0: use the running statistics as they are); ``benchmark`` looks up
-    every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``).
+    every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``). A NaN or inf loss
+    term or alpha ``nonfinite: stop``s the run naming the term, or with ``skip`` drops that step (warning, and
+    counting ``skipped_batches``) until more than ``max_skipped_batches`` were dropped. ``dist_timeout_s`` bounds
+    how long a process waits for the others in a collective: if one dies or hangs, the rest exit with an error.
     """
 
 
@@ -81,10 +87,9 @@ def search(
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
-    if cfg["keep_checkpoints"] < 1:
-        raise ConfigError([f"keep_checkpoints: must be at least 1, got {cfg['keep_checkpoints']}"])
+    check_ranges(cfg)
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
-    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"])
+    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     main = accelerator.is_main_process
     log = accelerator.print
     run_dir = shared_run_dir(accelerator, output, name, resume)
@@ -93,6 +98,75 @@ def search(
     set_seed(cfg["seed"])
     benchmark = build("benchmarks", cfg["benchmark"]) if cfg["benchmark"] else None
 
+    ctx, strategy = setup_search(cfg, accelerator, benchmark)
+    space, runtime = ctx.space, ctx.runtime
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    history: list[dict[str, Any]] = []
+    start = 0
+    checkpoints = run_dir / "checkpoints"
+    if resume:
+        found = latest_checkpoint(checkpoints, warn=log)
+        if found is not None:
+            path, (tensors, optim, state) = found
+            strategy.restore(state["strategy"])
+            restore_modules(tensors, strategy.modules())
+            for key, opt in strategy.optimizers().items():
+                opt.load_state_dict(optim["optimizers"][key])
+            if runtime.scaler is not None and "scaler" in state:
+                runtime.scaler.load_state_dict(state["scaler"])
+            set_rng_state(optim["rng"], state["rng"])
+            history, start = state["history"], state["epoch"] + 1
+            runtime.skipped = state.get("skipped_batches", 0)
+            log(f"resuming from {path} (epoch {start} of {strategy.total_epochs})")
+        else:
+            log(f"no checkpoint in {checkpoints}; starting from scratch")
+    if main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        if history:  # a crash between a checkpoint and its logs leaves them one epoch behind
+            write_logs(run_dir, history)
+
+    for epoch in range(start, strategy.total_epochs):
+        began = time.perf_counter()
+        metrics = strategy.run_epoch(epoch)
+        metrics.update(strategy.evaluate(epoch))
+        genotype = strategy.genotype()
+        metrics.update(diagnostics(genotype, strategy.alphas()))
+        if benchmark is not None:
+            metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
+        phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
+        if runtime.nonfinite == "skip":
+            metrics["skipped_batches"] = float(runtime.skipped)
+        row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
+        history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
+                        "primitives": list(space.primitives), "metrics": row})
+        if main:  # the checkpoint first: the logs are rewritten from it on resume, so they may lag, never lead
+            state = {"strategy": strategy.state(), "history": history, "skipped_batches": runtime.skipped}
+            if runtime.scaler is not None:
+                state["scaler"] = runtime.scaler.state_dict()
+            save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(), state,
+                            keep=cfg["keep_checkpoints"])
+            write_logs(run_dir, history)
+            log(epoch_line(row, strategy.total_epochs, genotype))
+            if metrics.get("collapse"):
+                log("warning: the genotype is collapsing to skip connections (more than half the normal cell's ops)")
+        accelerator.wait_for_everyone()
+
+    genotype = strategy.genotype()
+    if main:
+        atomic_write_json(run_dir / "genotype.json", genotype.to_json())
+        if cfg["plots"]:
+            write_plots(run_dir, genotype, history)
+        log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
+            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
+    accelerator.wait_for_everyone()
+    return SearchResult(genotype, run_dir, history)
+
+
+def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[SearchContext, Any]:
+    """The data, space, discretizer and runtime of a search config, and its strategy set up on them."""
+    main = accelerator.is_main_process
     data_spec = cfg["data"]
     splits = build("datasets", data_spec)
     if splits.search_val is not None:
@@ -124,67 +198,86 @@ def search(
 
         return tqdm(batches, desc=desc, total=total, disable=not main, leave=False, dynamic_ncols=True)
 
+    for split in ("train", "val"):  # a split smaller than one batch is an error now, not after the run folder exists
+        try:
+            loader(split, 0)
+        except ValueError as exc:
+            raise ValueError(f"search {split} split: {exc}") from None
     sample = splits.train[0][0].unsqueeze(0)
     ctx = SearchContext(space, discretizer, runtime, splits.num_classes, sample, loader, progress,
                         cfg["max_steps_per_epoch"], cfg["eval_bn_batches"])
     strategy.setup(ctx)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    return ctx, strategy
 
-    history: list[dict[str, Any]] = []
-    start = 0
-    checkpoints = run_dir / "checkpoints"
-    if resume:
-        found = latest_checkpoint(checkpoints, warn=log)
-        if found is not None:
-            path, (tensors, optim, state) = found
-            strategy.restore(state["strategy"])
-            restore_modules(tensors, strategy.modules())
-            for key, opt in strategy.optimizers().items():
-                opt.load_state_dict(optim["optimizers"][key])
-            if runtime.scaler is not None and "scaler" in state:
-                runtime.scaler.load_state_dict(state["scaler"])
-            set_rng_state(optim["rng"], state["rng"])
-            history, start = state["history"], state["epoch"] + 1
-            log(f"resuming from {path} (epoch {start} of {strategy.total_epochs})")
-        else:
-            log(f"no checkpoint in {checkpoints}; starting from scratch")
-    if main:
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
-    for epoch in range(start, strategy.total_epochs):
+def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: int = 2) -> dict[str, float]:
+    """Build everything a search builds and run one search epoch of one batch per step, ``repeats`` times (the first
+    warms up); write nothing. Returns seconds per step of each kind the strategy takes (``step_a``: the joint or
+    alpha step, ``step_b``: the weight step, ``e_step``: E alone, ``select``: switching E's genotype) and the
+    memory peaks in bytes (``peak_bytes``; on CPU the process's, ``peak_above_build_bytes`` from before the build).
+    """
+    from accelerate.utils import set_seed
+
+    cfg = load_config(config, search_config, overrides)
+    check_ranges(cfg)
+    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    set_seed(cfg["seed"])
+    device = accelerator.device
+    before = peak_memory(device)
+    ctx, strategy = setup_search(cfg, accelerator)
+    ctx.max_steps = 1
+    ctx.progress = _quiet
+    targets = {"step_a": (strategy, "joint_step" if hasattr(strategy, "joint_step") else "alpha_step"),
+               "step_b": (strategy, "weight_step"), "e_step": (strategy, "eval_epoch")}
+    if hasattr(strategy, "eval_net"):
+        targets["select"] = (strategy.eval_net, "select")
+    times: dict[str, list[float]] = {}
+    for key, (owner, name) in targets.items():
+        if hasattr(owner, name):
+            setattr(owner, name, _timed(getattr(owner, name), times.setdefault(key, []), device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(repeats):
+        strategy.run_epoch(strategy.pretrain_epochs)
+    for owner, name in targets.values():
+        owner.__dict__.pop(name, None)
+    result = {key: sum(values[1:] or values) / len(values[1:] or values) for key, values in times.items() if values}
+    peak = peak_memory(device)
+    result["peak_bytes"] = float(peak)
+    if device.type != "cuda":
+        result["peak_above_build_bytes"] = float(peak - before)
+    return result
+
+
+def _quiet(batches: Iterable, desc: str, total: int | None = None) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, disable=True)
+
+
+def _timed(fn: Any, times: list[float], device: torch.device) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         began = time.perf_counter()
-        metrics = strategy.run_epoch(epoch)
-        metrics.update(strategy.evaluate(epoch))
-        genotype = strategy.genotype()
-        metrics.update(diagnostics(genotype, strategy.alphas()))
-        if benchmark is not None:
-            metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
-        phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
-        row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
-        history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
-                        "primitives": list(space.primitives), "metrics": row})
-        if main:
-            write_logs(run_dir, history)
-            state = {"strategy": strategy.state(), "history": history}
-            if runtime.scaler is not None:
-                state["scaler"] = runtime.scaler.state_dict()
-            save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(), state,
-                            keep=cfg["keep_checkpoints"])
-            log(epoch_line(row, strategy.total_epochs, genotype))
-            if metrics.get("collapse"):
-                log("warning: the genotype is collapsing to skip connections (more than half the normal cell's ops)")
-        accelerator.wait_for_everyone()
+        out = fn(*args, **kwargs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - began)
+        return out
 
-    genotype = strategy.genotype()
-    if main:
-        atomic_write_json(run_dir / "genotype.json", genotype.to_json())
-        if cfg["plots"]:
-            write_plots(run_dir, genotype, history)
-        log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
-            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
-    accelerator.wait_for_everyone()
-    return SearchResult(genotype, run_dir, history)
+    return timed
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak bytes so far: allocated tensor memory on a GPU, the process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def plain_train(data_spec: dict) -> Any:
@@ -194,11 +287,22 @@ def plain_train(data_spec: dict) -> Any:
     return build("datasets", {**data_spec, "augment": False}).train
 
 
+def check_ranges(cfg: dict) -> None:
+    """Range checks the type hints cannot express, all reported together."""
+    checks = [("keep_checkpoints", cfg["keep_checkpoints"] >= 1, "at least 1"),
+              ("max_skipped_batches", cfg["max_skipped_batches"] >= 0, "at least 0"),
+              ("dist_timeout_s", cfg["dist_timeout_s"] > 0, "greater than 0")]
+    problems = [f"{key}: must be {expected}, got {cfg[key]}" for key, ok, expected in checks if not ok]
+    if problems:
+        raise ConfigError(problems)
+
+
 def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
     precision = cfg["mixed_precision"]
     dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
-    return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"])
+    return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"], cfg["nonfinite"],
+                   cfg["max_skipped_batches"], warn=accelerator.print)
 
 
 @cache

@@ -5,6 +5,7 @@ A reader therefore sees either the old complete file or the new complete file, n
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -12,6 +13,22 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class WriteError(OSError):
+    """Writing an output failed (disk full, no permission, ...); the message names the file and the cause."""
+
+    def __init__(self, path: str | Path, cause: BaseException) -> None:
+        code = getattr(cause, "errno", None)
+        if code is None and "no space left" in str(cause).lower():  # safetensors and torch wrap the OS error in text
+            code = errno.ENOSPC
+        reason = getattr(cause, "strerror", None) or (str(cause).splitlines() or [type(cause).__name__])[0]
+        what = "disk full while writing" if code == errno.ENOSPC else "cannot write"
+        super().__init__(code, f"{what} {path}: {reason}")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def fsync_dir(path: Path) -> None:
@@ -43,17 +60,26 @@ def _create_temporary(path: Path) -> Path:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, fsync it and rename it to ``path``; on any error the target is untouched."""
+    """Call ``write(tmp_path)``, fsync it and rename it to ``path``; on any error the target is untouched.
+
+    Raises:
+        WriteError: an OSError while writing (e.g. the disk is full), naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _create_temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _create_temporary(path)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
     try:
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
         raise
     fsync_dir(path.parent)
     return path

@@ -47,7 +47,7 @@ from cdarts.config import (
     validate,
 )
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
-from cdarts.io import atomic_write_json, atomic_write_text, csv_text, fsync_dir
+from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
@@ -82,13 +82,15 @@ def retrain_config(
     threads: int | None = None,
     max_steps_per_epoch: int | None = None,
     keep_checkpoints: int = 2,
+    dist_timeout_s: float = 600.0,
 ) -> None:
     """The keys of a retrain config (the signature is the schema; it is never called).
 
     ``val_fraction`` of the training set (a fixed seeded draw) is held out to choose the best epoch; 0 trains on
     all of it and keeps the last epoch. ``model``, ``augment`` and ``ema`` (null: off) are sections with the
     keys of :func:`model_section`, :func:`augment_section` and :func:`ema_section`. ``max_steps_per_epoch`` caps
-    the updates per epoch (quick trials).
+    the updates per epoch (quick trials). ``dist_timeout_s`` bounds how long a process waits for the others: if one
+    dies or hangs, the rest exit with an error.
     """
 
 
@@ -162,7 +164,7 @@ def load_retrain_config(
                 cfg[name] = filled
         except ConfigError as exc:
             problems += exc.problems
-    if cfg is not None:
+    if cfg is not None and not problems:  # range checks need every section filled
         problems += _check_values(cfg)
     if problems:
         raise ConfigError(problems)
@@ -186,6 +188,7 @@ def _check_values(cfg: dict[str, Any]) -> list[str]:
         ("val_fraction", 0 <= cfg["val_fraction"] < 1, "in [0, 1)"),
         ("label_smoothing", 0 <= cfg["label_smoothing"] < 1, "in [0, 1)"),
         ("keep_checkpoints", cfg["keep_checkpoints"] >= 1, "at least 1"),
+        ("dist_timeout_s", cfg["dist_timeout_s"] > 0, "greater than 0"),
         ("model.channels", model["channels"] >= 1, "at least 1"),
         ("model.layers", model["layers"] >= 3, "at least 3 (two reduction cells)"),
         ("model.drop_path_rate", 0 <= model["drop_path_rate"] < 1, "in [0, 1)"),
@@ -559,7 +562,7 @@ def train(
         config = Path(output) / "config.yaml"
     cfg = load_retrain_config(config, overrides, genotype)
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
-    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"])
+    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     main = accelerator.is_main_process
     log = accelerator.print
     run_dir = shared_run_dir(accelerator, output, f"retrain-{name}", resume)
@@ -577,12 +580,12 @@ def train(
 
     data = build_data(cfg)
     net = create_network(cfg, data)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     if init is not None:
         source = find_checkpoint(init)
         weights = read_trained(source).weights if source.is_dir() else load_weights(source)
         load_into(net, weights, source, strict_aux=False)
+    if main:  # only once every input has been read: a refused --init leaves no run folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
     mcfg, acfg = cfg["model"], cfg["augment"]
     world, rank = accelerator.num_processes, accelerator.process_index
     eval_batch = cfg["eval_batch_size"] or 2 * cfg["batch_size"]
@@ -728,9 +731,12 @@ def train(
                     "test_top5": row["test_top5"]}
         if main:
             atomic_write_text(run_dir / "metrics.csv", csv_text(history))
-            with open(run_dir / "steps.csv", "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(
-                    {**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows)
+            try:
+                with open(run_dir / "steps.csv", "a", newline="") as handle:
+                    csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(
+                        {**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows)
+            except OSError as exc:
+                raise WriteError(run_dir / "steps.csv", exc) from exc
             state = {"step": step, "best": best, "history": history, "config_hash": config_hash(cfg),
                      "retrain": {**info, "metrics": row}}
             if scaler is not None:

@@ -2,21 +2,28 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def make_accelerator(mixed_precision: str, cpu: bool, **kwargs: Any) -> Any:
+def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | None = None, **kwargs: Any) -> Any:
     """One Accelerator for the run (created in the command, never at import).
 
     Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
     of ``accelerate launch --multi_gpu --num_processes 2`` would run the whole job alone, as its own main process.
+    ``dist_timeout_s`` bounds every collective: when a process dies or hangs, the others fail after that long
+    instead of waiting forever.
     """
     from accelerate import Accelerator
 
+    if dist_timeout_s is not None:
+        from accelerate.utils import InitProcessGroupKwargs
+
+        handler = InitProcessGroupKwargs(timeout=timedelta(seconds=dist_timeout_s))
+        kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), handler]
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu or (launched and not torch.cuda.is_available()),
                        **kwargs)

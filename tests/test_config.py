@@ -67,7 +67,10 @@ def problems(config, schema=root) -> list[str]:
     return info.value.problems
 
 
-SPACE_KEYS = "channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives"
+SPACE_KEYS = (
+    "channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives, skip_zero, share_inputs, batch_edges, "
+    "channels_last, checkpoint_cells, compile_mode"
+)
 
 
 def test_defaults_are_filled_for_a_component():
@@ -83,6 +86,12 @@ def test_defaults_are_filled_for_a_component():
         "stem": "cifar",
         "stem_multiplier": 3,
         "primitives": list(DARTS_PRIMITIVES),
+        "skip_zero": True,
+        "share_inputs": True,
+        "batch_edges": True,
+        "channels_last": True,
+        "checkpoint_cells": False,
+        "compile_mode": "none",
     }
 
 

@@ -1,15 +1,22 @@
-"""What every command shares: bad input becomes one line on stderr and exit code 2, never a traceback."""
+"""What every command shares: bad input becomes one line on stderr and exit code 2, never a traceback; a run that
+cannot go on (disk full, a NaN loss) stops with one line and exit code 1."""
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from functools import wraps
 
+import yaml
+
 from cdarts.config import ConfigError
 from cdarts.registry import RegistryError
 
 USER_ERRORS = (ConfigError, RegistryError, FileNotFoundError, FileExistsError, ValueError, KeyError)
 """Exceptions that mean "bad input" (config, names, paths, files); anything else is a bug and keeps its traceback."""
+
+RUN_ERRORS = (OSError, FloatingPointError)
+"""Exceptions that stop a run for a reason outside the code: writing outputs failed (``WriteError``: disk full...),
+a loss or alpha went NaN/inf (``NonFiniteLossError``), a checkpoint would hold NaN (``NonFiniteStateError``)."""
 
 
 def program_name(module: str) -> str:
@@ -21,8 +28,17 @@ def program_name(module: str) -> str:
     return "cdarts" if name == "main" else f"cdarts-{name}"
 
 
+def yaml_message(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
+    return f"invalid YAML{where}: {problem}"
+
+
 def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI ``main`` so bad input prints ``<prog>: error: ...`` and exits 2."""
+    """Wrap a CLI ``main`` so bad input prints ``<prog>: error: ...`` and exits 2, and a run that cannot go on
+    (``RUN_ERRORS``) prints the same one line and exits 1."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
@@ -32,6 +48,12 @@ def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             print(f"{program_name(main.__module__)}: error: {message}", file=sys.stderr)
             raise SystemExit(2) from None
+        except yaml.YAMLError as exc:
+            print(f"{program_name(main.__module__)}: error: {yaml_message(exc)}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except RUN_ERRORS as exc:
+            print(f"{program_name(main.__module__)}: error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise SystemExit(130) from None

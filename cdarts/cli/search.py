@@ -1,4 +1,4 @@
-"""``cdarts-search --config FILE [--set key=value ...] [--output DIR] [--resume]``.
+"""``cdarts-search --config FILE [--set key=value ...] [--output DIR] [--resume] [--dry-run]``.
 
 Works as plain ``cdarts-search``, ``accelerate launch -m cdarts.cli.search`` and
 ``accelerate launch --no_python cdarts-search``.
@@ -17,12 +17,30 @@ def parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set strategy.epochs=3 (repeatable; YAML-typed)")
     p.add_argument("--output", help="run folder (default runs/<config-name>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build everything, time one step of each kind and report peak memory; write nothing")
     return p
+
+
+def dry_run_report(result: dict[str, float]) -> str:
+    """The dry run's step times and memory peaks, one per line."""
+    names = {"step_a": "step A (alpha, E, heads)", "step_b": "step B (S's weights)", "e_step": "E step (incl. batch)",
+             "select": "select E's genotype"}
+    lines = [f"{label:26s}{1000 * result[key]:10.1f} ms" for key, label in names.items() if key in result]
+    lines.append(f"{'peak memory':26s}{result['peak_bytes'] / 2**20:10.0f} MiB")
+    if "peak_above_build_bytes" in result:
+        lines.append(f"{'  of which since build':26s}{result['peak_above_build_bytes'] / 2**20:10.0f} MiB")
+    return "\n".join(lines)
 
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.dry_run:
+        from cdarts.engine import dry_run
+
+        print(dry_run_report(dry_run(args.config, overrides=args.overrides)))
+        return 0
     from cdarts.engine import search
 
     search(args.config, overrides=args.overrides, output=args.output, resume=args.resume)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import drop_path
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from cdarts.config import Registered
 from cdarts.genotypes import DartsGenotype, Edge
@@ -21,8 +22,18 @@ from cdarts.ops import DARTS_PRIMITIVES, build_op
 from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs
+from cdarts.spaces.fastpath import (
+    EdgeInputs,
+    NodeInputs,
+    cell_nodes,
+    factorized_reduce,
+    keep_layout,
+    plan_sources,
+    replaying,
+)
 
 Stem = Literal["cifar", "imagenet"]
+CompileMode = Literal["none", "default", "reduce-overhead", "max-autotune"]
 
 
 def reduction_indices(layers: int) -> tuple[int, int]:
@@ -87,11 +98,13 @@ def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool) 
 
 
 class MixedOp(nn.Module):
-    """``sum_k w_k op_k(x)`` over the primitives. The ``none`` op is skipped: it adds zero, and its alpha still gets
-    its gradient through the softmax of the others. ``pool_bn`` follows pooling ops with a non-affine BN, as DARTS
-    does (NAS-Bench-201 does not)."""
+    """``sum_k w_k op_k(x)`` over the primitives. ``skip_zero`` leaves out the ``none`` op: it adds zero, and its
+    alpha still gets its gradient through the softmax of the others. ``pool_bn`` follows pooling ops with a
+    non-affine BN, as DARTS does (NAS-Bench-201 does not)."""
 
-    def __init__(self, primitives: Sequence[str], channels: int, stride: int, pool_bn: bool = True) -> None:
+    def __init__(
+        self, primitives: Sequence[str], channels: int, stride: int, pool_bn: bool = True, skip_zero: bool = True
+    ) -> None:
         super().__init__()
         self.ops = nn.ModuleList()
         self.computed: list[int] = []
@@ -100,7 +113,7 @@ class MixedOp(nn.Module):
             if pool_bn and "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             self.ops.append(op)
-            if name != "none":
+            if name != "none" or not skip_zero:
                 self.computed.append(index)
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
@@ -108,20 +121,47 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    """A supernet cell: every edge a MixedOp; node ``j`` sums its incoming edges; output concatenates the nodes."""
+    """A supernet cell: every edge a MixedOp; node ``j`` sums its incoming edges; output concatenates the nodes.
+
+    ``share_inputs`` computes the cell source by source (``cdarts.spaces.fastpath``): the ReLU, pools and skip of
+    each node once for all edges that read it; ``batch_edges`` also runs each op of those edges as one grouped conv
+    and one BatchNorm (implies ``share_inputs``). Both are exact regroupings of the plain edge-by-edge sum.
+    """
 
     def __init__(
-        self, primitives: Sequence[str], nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool
+        self,
+        primitives: Sequence[str],
+        nodes: int,
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction: bool,
+        reduction_prev: bool,
+        skip_zero: bool = True,
+        share_inputs: bool = True,
+        batch_edges: bool = True,
     ) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
         self.preprocess0, self.preprocess1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(primitives, c, 2 if reduction and i < 2 else 1) for i, _ in cell_edges(nodes)
+            MixedOp(primitives, c, 2 if reduction and i < 2 else 1, skip_zero=skip_zero) for i, _ in cell_edges(nodes)
         )
+        self.batch_edges = batch_edges
+        self.plans = None
+        if share_inputs or batch_edges:
+            self.plans = plan_sources(cell_edges(nodes), list(self.edges), skip_zero)
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
+        if self.plans is not None:
+            pre0 = self.preprocess0
+            if isinstance(pre0, FactorizedReduce):
+                s0 = factorized_reduce(EdgeInputs([NodeInputs(s0)], [1]), [pre0])
+            else:
+                s0 = pre0(s0)
+            states = [s0, self.preprocess1(s1)]
+            return torch.cat(cell_nodes(states, self.plans, weights, self.nodes, self.batch_edges), dim=1)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.nodes):
@@ -135,6 +175,11 @@ class DartsSupernet(nn.Module):
 
     Architecture parameters (``alphas_normal``, ``alphas_reduce``) are kept apart from the weights:
     ``arch_parameters()`` and ``weight_parameters()`` are disjoint and together cover ``parameters()``.
+
+    Speed switches, all exact (same outputs and gradients up to float rounding, same state dict): ``skip_zero``,
+    ``share_inputs`` and ``batch_edges`` (see ``SearchCell``), ``channels_last`` memory format, and
+    ``checkpoint_cells``, which recomputes each cell in the backward pass instead of keeping its activations
+    (BatchNorm running statistics are updated once, in the forward pass).
     """
 
     def __init__(
@@ -147,10 +192,16 @@ class DartsSupernet(nn.Module):
         stem: Stem = "cifar",
         stem_multiplier: int = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
+        skip_zero: bool = True,
+        share_inputs: bool = True,
+        batch_edges: bool = True,
+        channels_last: bool = True,
+        checkpoint_cells: bool = False,
     ) -> None:
         super().__init__()
         self.primitives = tuple(primitives)
         self.edges = cell_edges(nodes)
+        self.channels_last, self.checkpoint_cells = channels_last, checkpoint_cells
         self.stem = DartsStem(stem, in_chans, channels, stem_multiplier)
         c_pp, c_p = self.stem.out_channels
         reduction_prev, c_curr = self.stem.reduces, channels
@@ -159,7 +210,10 @@ class DartsSupernet(nn.Module):
         for i in range(layers):
             reduction = i in reductions
             c_curr = c_curr * 2 if reduction else c_curr
-            self.cells.append(SearchCell(self.primitives, nodes, c_pp, c_p, c_curr, reduction, reduction_prev))
+            self.cells.append(SearchCell(
+                self.primitives, nodes, c_pp, c_p, c_curr, reduction, reduction_prev, skip_zero, share_inputs,
+                batch_edges,
+            ))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
         self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
@@ -167,6 +221,8 @@ class DartsSupernet(nn.Module):
         self.classifier = nn.Linear(c_p, num_classes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(self.primitives)))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(self.primitives)))
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def alphas(self) -> dict[str, nn.Parameter]:
         """Architecture parameters by cell type, rows in ``cell_edges`` order, columns in ``primitives`` order."""
@@ -179,15 +235,31 @@ class DartsSupernet(nn.Module):
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
 
+    def run_cell(self, cell: SearchCell, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
+        if not (self.checkpoint_cells and torch.is_grad_enabled() and self.training):
+            return cell(s0, s1, weights)
+        first_pass: list[list[bool]] = []
+
+        def forward(*inputs: Tensor) -> Tensor:
+            if not first_pass:
+                first_pass.append([p.requires_grad for p in cell.parameters()])
+                return cell(*inputs)
+            with replaying(cell, first_pass[0]):
+                return cell(*inputs)
+
+        return checkpoint(forward, s0, s1, weights, use_reentrant=False)
+
     def forward_stages(self, x: Tensor) -> StageOutputs:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         weights = {name: F.softmax(alpha, dim=-1) for name, alpha in self.alphas().items()}
         s0, s1 = self.stem(x)
         stages = []
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            s0, s1 = s1, self.run_cell(cell, s0, s1, weights["reduce" if cell.reduction else "normal"])
             if i in self.stage_ends:
-                stages.append(s1)
-        logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+                stages.append(keep_layout(s1))
+        logits = self.classifier(F.adaptive_avg_pool2d(keep_layout(s1), 1).flatten(1))
         return StageOutputs(logits, stages)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -356,24 +428,33 @@ class DartsSpace:
         stem: Stem,
         stem_multiplier: int,
         primitives: Sequence[str],
+        compile_mode: CompileMode = "none",
+        **supernet_options: bool,
     ) -> None:
         self.num_classes, self.in_chans = num_classes, in_chans
         self.channels, self.layers, self.eval_layers, self.nodes = channels, layers, eval_layers, nodes
         self.stem, self.stem_multiplier, self.primitives = stem, stem_multiplier, tuple(primitives)
         self.edges = cell_edges(nodes)
+        self.compile_mode, self.supernet_options = compile_mode, supernet_options
 
     def supernet(self) -> DartsSupernet:
-        return DartsSupernet(
+        """S with the space's speed options (see ``DartsSupernet``); with ``compile_mode``, each cell is compiled."""
+        net = DartsSupernet(
             self.num_classes, self.in_chans, self.channels, self.layers, self.nodes, self.stem, self.stem_multiplier,
-            self.primitives,
+            self.primitives, **self.supernet_options,
         )
+        if self.compile_mode != "none":
+            for cell in net.cells:
+                cell.compile(mode=self.compile_mode)
+        return net
 
     def eval_network(self, genotype: DartsGenotype | None = None) -> DartsNetwork:
-        """The weight-shared evaluation network E (search width, ``eval_layers`` deep)."""
-        return DartsNetwork(
+        """The weight-shared evaluation network E (search width, ``eval_layers`` deep); channels-last with S."""
+        net = DartsNetwork(
             genotype, self.num_classes, self.in_chans, self.channels, self.eval_layers, self.stem,
             stem_multiplier=self.stem_multiplier, shared=True, nodes=self.nodes, primitives=self.primitives,
         )
+        return net.to(memory_format=torch.channels_last) if self.supernet_options.get("channels_last") else net
 
     def discrete(self, genotype: DartsGenotype, **overrides) -> DartsNetwork:
         """The stand-alone network for ``genotype`` (search sizes unless overridden: channels, layers, ...)."""
@@ -402,6 +483,21 @@ def darts(
     stem: Stem = "cifar",
     stem_multiplier: int = 3,
     primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),  # noqa: B006 - schema default
+    skip_zero: bool = True,
+    share_inputs: bool = True,
+    batch_edges: bool = True,
+    channels_last: bool = True,
+    checkpoint_cells: bool = False,
+    compile_mode: CompileMode = "none",
 ) -> DartsSpace:
-    """The DARTS space. ``layers`` is the search network's depth, ``eval_layers`` the evaluation network's."""
-    return DartsSpace(num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives)
+    """The DARTS space. ``layers`` is the search network's depth, ``eval_layers`` the evaluation network's.
+
+    The rest are speed switches of the supernet S, all exact (see ``DartsSupernet``; the defaults are the fastest
+    exact path on CPU). ``compile_mode`` compiles S's cells with ``torch.compile`` (``reduce-overhead`` adds CUDA
+    graphs; meant for GPUs).
+    """
+    return DartsSpace(
+        num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives, compile_mode,
+        skip_zero=skip_zero, share_inputs=share_inputs, batch_edges=batch_edges, channels_last=channels_last,
+        checkpoint_cells=checkpoint_cells,
+    )

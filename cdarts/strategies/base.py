@@ -3,6 +3,7 @@ evaluation and deriving the genotype. Strategies add their own epoch of search o
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from cdarts.genotypes import Genotype
 from cdarts.strategies.loop import (
     Meter,
     Runtime,
-    check_finite,
     correct,
     evaluate,
     frozen,
@@ -50,8 +50,24 @@ class SearchContext:
     bn_batches: int = 0
 
 
+def guarded_step(step: Callable[..., None]) -> Callable[..., None]:
+    """Run a strategy's optimisation step under the run's non-finite policy (:meth:`Runtime.guard`).
+
+    Every method that updates parameters carries this decorator, so a NaN or inf is handled the same way (stop, or
+    skip up to a limit) whichever step and loss term it appears in.
+    """
+
+    @functools.wraps(step)
+    def wrapper(self: SearchStrategy, *args: Any, **kwargs: Any) -> None:
+        with self.ctx.runtime.guard(self.modules().values(), self.alphas):
+            step(self, *args, **kwargs)
+
+    return wrapper
+
+
 class SearchStrategy:
-    """Base of the registered strategies. Subclasses implement ``search_epoch``."""
+    """Base of the registered strategies. Subclasses implement ``search_epoch``; their optimisation steps pass
+    their named loss terms to ``runtime.step`` and carry :func:`guarded_step`."""
 
     def __init__(
         self,
@@ -133,6 +149,7 @@ class SearchStrategy:
         count = len(self.ctx.loader(split, 0, 0))
         return min(count, self.ctx.max_steps) if self.ctx.max_steps else count
 
+    @guarded_step
     def weight_step(self, x: Tensor, y: Tensor, meter: Meter, prefix: str = "train") -> None:
         """Step B: cross-entropy of S on a train batch, updating S's weights only."""
         runtime = self.ctx.runtime
@@ -140,8 +157,7 @@ class SearchStrategy:
         with frozen(self.search_net.arch_parameters()), runtime.autocast():
             logits = self.search_net(x)
             loss = self.criterion(logits, y)
-        check_finite({f"{prefix}.ce_s": loss})
-        runtime.step(loss, [self.w_opt])
+        runtime.step(loss, [self.w_opt], {f"{prefix}.ce_s": loss})
         meter.add(f"{prefix}_loss", loss.item(), len(y))
         meter.add(f"{prefix}_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
 

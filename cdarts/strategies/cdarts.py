@@ -20,8 +20,8 @@ from cdarts.config import Component, build
 from cdarts.genotypes import genotype_from_json
 from cdarts.losses.regularizers import linear_decay
 from cdarts.registry import strategies
-from cdarts.strategies.base import EVAL_SPLITS, SearchContext, SearchStrategy
-from cdarts.strategies.loop import Meter, check_finite, correct, frozen, zero_grad
+from cdarts.strategies.base import EVAL_SPLITS, SearchContext, SearchStrategy, guarded_step
+from cdarts.strategies.loop import Meter, correct, frozen, zero_grad
 
 SGD = {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4}
 ADAM = {"type": "adam", "lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 3e-4}
@@ -109,20 +109,25 @@ class CyclicSearch(SearchStrategy):
 
     def eval_epoch(self, epoch: int, repeat: int, meter: Meter) -> None:
         """E alone on the val split (Algorithm 1, lines 7-10)."""
-        runtime = self.ctx.runtime
         bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), desc=f"train E {epoch}.{repeat}",
                                 total=self.steps("val"))
         for x, y in bar:
-            zero_grad([self.e_opt])
-            with runtime.autocast():
-                logits = self.eval_net(x)
-                loss = self.criterion(logits, y)
-            check_finite({"eval.ce_e": loss})
-            runtime.step(loss, [self.e_opt])
-            meter.add("e_train_loss", loss.item(), len(y))
-            meter.add("e_train_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
+            self.eval_step(x, y, meter)
             bar.set_postfix(loss=f"{meter.mean('e_train_loss'):.3f}", acc=f"{meter.mean('e_train_acc'):.1f}")
 
+    @guarded_step
+    def eval_step(self, x, y, meter: Meter) -> None:
+        """One step of E alone: cross-entropy on a val batch, updating E's weights (and nothing else)."""
+        runtime = self.ctx.runtime
+        zero_grad([self.e_opt])
+        with runtime.autocast():
+            logits = self.eval_net(x)
+            loss = self.criterion(logits, y)
+        runtime.step(loss, [self.e_opt], {"eval.ce_e": loss})
+        meter.add("e_train_loss", loss.item(), len(y))
+        meter.add("e_train_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
+
+    @guarded_step
     def joint_step(self, x, y, reg_lambda: float, meter: Meter) -> None:
         """Step A: alpha, E's weights and the distillation heads on one val batch, one loss."""
         runtime = self.ctx.runtime
@@ -137,8 +142,7 @@ class CyclicSearch(SearchStrategy):
             if reg_lambda > 0:
                 terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
             loss = sum(terms.values())
-        check_finite({f"joint.{name}": value for name, value in terms.items()})
-        runtime.step(loss, [self.alpha_opt, self.e_opt])
+        runtime.step(loss, [self.alpha_opt, self.e_opt], {f"joint.{name}": value for name, value in terms.items()})
         n = len(y)
         meter.add("joint_loss", loss.item(), n)
         for name, value in terms.items():

@@ -9,9 +9,9 @@ from typing import Any
 
 from cdarts.config import Component, build
 from cdarts.registry import strategies
-from cdarts.strategies.base import SearchContext, SearchStrategy
+from cdarts.strategies.base import SearchContext, SearchStrategy, guarded_step
 from cdarts.strategies.cdarts import ADAM, SGD
-from cdarts.strategies.loop import Meter, check_finite, correct, frozen, zero_grad
+from cdarts.strategies.loop import Meter, correct, frozen, zero_grad
 
 
 class FirstOrderDarts(SearchStrategy):
@@ -38,6 +38,7 @@ class FirstOrderDarts(SearchStrategy):
             bar.set_postfix(loss=f"{meter.mean('alpha_loss'):.3f}", acc=f"{meter.mean('train_acc'):.1f}")
         return meter.means()
 
+    @guarded_step
     def alpha_step(self, x, y, meter: Meter) -> None:
         runtime = self.ctx.runtime
         zero_grad([self.alpha_opt])
@@ -47,8 +48,7 @@ class FirstOrderDarts(SearchStrategy):
             if self.regularizer is not None:
                 terms["reg"] = self.reg_weight * self.regularizer(self.search_net.arch_parameters())
             loss = sum(terms.values())
-        check_finite({f"alpha.{name}": value for name, value in terms.items()})
-        runtime.step(loss, [self.alpha_opt])
+        runtime.step(loss, [self.alpha_opt], {f"alpha.{name}": value for name, value in terms.items()})
         meter.add("alpha_loss", loss.item(), len(y))
         meter.add("s_alpha_acc", 100.0 * correct(logits.detach(), y) / len(y), len(y))
 
