@@ -225,6 +225,7 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
     device = accelerator.device
+    reset_peak_memory(device)
     before = peak_memory(device)
     ctx, strategy = setup_search(cfg, accelerator)
     ctx.max_steps = 1
@@ -237,8 +238,6 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     for key, (owner, name) in targets.items():
         if hasattr(owner, name):
             setattr(owner, name, _timed(getattr(owner, name), times.setdefault(key, []), device))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     for _ in range(repeats):
         strategy.run_epoch(strategy.pretrain_epochs)
     for owner, name in targets.values():
@@ -271,13 +270,30 @@ def _timed(fn: Any, times: list[float], device: torch.device) -> Any:
     return timed
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak, so that a measurement is not hidden under an earlier, larger one in the same process (on the
+    CPU, Linux resets the resident high-water mark through ``/proc/self/clear_refs``; elsewhere nothing is reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_memory(device: torch.device) -> int:
-    """Peak bytes so far: allocated tensor memory on a GPU, the process's peak resident memory on the CPU."""
+    """Peak bytes since the last reset: allocated tensor memory on a GPU, the process's peak resident memory on the
+    CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    import resource
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
 
 
 def plain_train(data_spec: dict) -> Any:

@@ -7,6 +7,7 @@ import math
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,3 +189,18 @@ def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_con
     assert result.stdout.count("final genotype:") == 1, "only the main process logs"
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_peak_memory_reset_forgets_an_earlier_larger_peak():
+    from cdarts.engine import peak_memory, reset_peak_memory
+
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 2**20, dtype=torch.uint8)
+    assert peak_memory(cpu) >= big.numel()
+    del big
+    reset_peak_memory(cpu)
+    before = peak_memory(cpu)
+    small = torch.ones(16 * 2**20, dtype=torch.uint8)
+    assert peak_memory(cpu) - before >= small.numel() // 2
+    assert peak_memory(cpu) - before < 48 * 2**20
