@@ -196,11 +196,11 @@ def test_peak_memory_reset_forgets_an_earlier_larger_peak():
     from cdarts.engine import peak_memory, reset_peak_memory
 
     cpu = torch.device("cpu")
-    big = torch.ones(64 * 2**20, dtype=torch.uint8)
+    big = torch.ones(512 * 2**20, dtype=torch.uint8)  # above glibc's mmap threshold: freed back to the system
     assert peak_memory(cpu) >= big.numel()
     del big
     reset_peak_memory(cpu)
     before = peak_memory(cpu)
-    small = torch.ones(16 * 2**20, dtype=torch.uint8)
-    assert peak_memory(cpu) - before >= small.numel() // 2
-    assert peak_memory(cpu) - before < 48 * 2**20
+    small = torch.ones(128 * 2**20, dtype=torch.uint8)
+    grown = peak_memory(cpu) - before
+    assert small.numel() * 0.9 <= grown < 256 * 2**20
