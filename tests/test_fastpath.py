@@ -12,8 +12,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cdarts.config import build
+from cdarts.genotypes import load_genotype
 from cdarts.spaces import fastpath
-from cdarts.spaces.darts import DartsSupernet, SearchCell, cell_edges
+from cdarts.spaces.darts import DartsNetwork, DartsSupernet, SearchCell, cell_edges
 from cdarts.spaces.fastpath import keep_layout, op_kind, plan_sources, reads_stride_grid, subsample, unused_border
 
 PLAIN = {"skip_zero": False, "share_inputs": False, "batch_edges": False, "channels_last": False}
@@ -70,7 +71,10 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[list[t
     return [out.logits, *out.stages], grads
 
 
-def assert_same_training(plain: nn.Module, fast: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 2) -> None:
+def assert_same_training(
+    plain: nn.Module, fast: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 2,
+    alphas: tuple[str, ...] = ("alphas_normal", "alphas_reduce"),
+) -> None:
     for _ in range(steps):
         outs_p, grads_p = train_step(plain, x, y)
         outs_f, grads_f = train_step(fast, x, y)
@@ -80,7 +84,7 @@ def assert_same_training(plain: nn.Module, fast: nn.Module, x: torch.Tensor, y: 
         assert grads_f.keys() == grads_p.keys()
         worst = max(grads_p, key=lambda name: relative_difference(grads_f[name], grads_p[name]))
         assert relative_difference(grads_f[worst], grads_p[worst]) <= TOLERANCE, worst
-        for alpha in ("alphas_normal", "alphas_reduce"):
+        for alpha in alphas:
             assert relative_difference(grads_f[alpha], grads_p[alpha]) <= TOLERANCE
     assert_same_buffers(plain, fast)
 
@@ -373,3 +377,78 @@ def test_cli_dry_run_prints_step_times_and_memory(tmp_path, monkeypatch, capsys)
         "peak memory", "  of which since build",
     ]
     assert not (tmp_path / "runs").exists()
+
+
+# --- discrete cells (E, retraining, the timm model) ---------------------------------------------------------------
+
+
+def discrete_pair(genotype: str, shared: bool = True, stem: str = "cifar") -> tuple[DartsNetwork, DartsNetwork]:
+    """The discrete network edge by edge and with ``batch_edges``, same weights, both channels-last as E is."""
+    nets = []
+    for batch_edges in (False, True):
+        torch.manual_seed(0)
+        net = DartsNetwork(load_genotype(genotype), 10, channels=4, layers=5, stem=stem, shared=shared,
+                           batch_edges=batch_edges)
+        nets.append(net.to(memory_format=torch.channels_last))
+    return nets[0], nets[1]
+
+
+@pytest.mark.parametrize("genotype", ["CDARTS_CIFAR", "DARTS_V2", "PC_DARTS_CIFAR", "PDARTS"])
+def test_discrete_batched_edges_give_the_plain_outputs_gradients_and_statistics(genotype):
+    plain, fast = discrete_pair(genotype)
+    x, y = data(6, 8)
+    assert_same_training(plain, fast, x, y, alphas=())
+    plain.eval()
+    fast.eval()
+    with torch.no_grad():
+        assert relative_difference(fast(x), plain(x)) <= TOLERANCE
+
+
+def test_discrete_batched_edges_on_the_imagenet_stem_and_after_reselection():
+    plain, fast = discrete_pair("CDARTS_IMAGENET", stem="imagenet")
+    x, y = data(4, 16)
+    assert_same_training(plain, fast, x, y, alphas=())
+    for net in (plain, fast):
+        net.select(load_genotype("DARTS_V1"))
+    assert_same_training(plain, fast, x, y, alphas=())
+
+
+def test_discrete_batched_edges_run_fewer_convolutions():
+    plain, fast = discrete_pair("CDARTS_CIFAR")
+    x, y = data(4, 8)
+    counts = []
+    for net in (plain, fast):
+        with CountConvolutions() as counter:
+            train_step(net, x, y)
+        counts.append(counter.calls)
+    assert counts[1] * 1.5 < counts[0]
+
+
+def test_discrete_edges_above_the_batch_limit_run_one_by_one(monkeypatch):
+    monkeypatch.setattr(fastpath, "BATCH_LIMIT", 0)
+    plain, fast = discrete_pair("DARTS_V2")
+    x, y = data(4, 8)
+    counts = []
+    for net in (plain, fast):
+        with CountConvolutions() as counter:
+            train_step(net, x, y)
+        counts.append(counter.calls)
+    assert counts[1] == counts[0]
+    assert_same_training(plain, fast, x, y, alphas=())
+
+
+def test_discrete_nodes_pass_every_edge_output_through_finish():
+    _, fast = discrete_pair("DARTS_V2", shared=False)
+    cell = fast.cells[0]
+    s = torch.randn(2, 4, 8, 8)
+    states = [cell.preprocess0(torch.randn(2, 12, 8, 8)), cell.preprocess1(torch.randn(2, 12, 8, 8))]
+    seen = []
+
+    def finish(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        seen.append(op)
+        return torch.zeros_like(h)
+
+    nodes = fastpath.discrete_nodes(states, cell.waves, cell.ops, finish)
+    assert [n.shape for n in nodes] == [s.shape] * 4
+    assert all(torch.count_nonzero(n) == 0 for n in nodes)
+    assert sorted(map(id, seen)) == sorted(id(cell.ops[key]) for keys in cell.selected for key, _ in keys)

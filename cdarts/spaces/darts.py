@@ -23,11 +23,15 @@ from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs
 from cdarts.spaces.fastpath import (
+    DiscreteEdge,
     EdgeInputs,
     NodeInputs,
+    Wave,
     cell_nodes,
+    discrete_nodes,
     factorized_reduce,
     keep_layout,
+    plan_discrete,
     plan_sources,
     replaying,
 )
@@ -275,6 +279,8 @@ class DartsCell(nn.Module):
 
     For the discrete network the pool holds exactly the genotype's ops; for the weight-shared evaluation network
     it holds every candidate, and ``select`` picks the genotype's. Either way the forward pass is the same.
+    ``batch_edges`` runs the edges that read one node with the same primitive as one grouped conv (exact, as in
+    ``SearchCell``; see ``fastpath.discrete_nodes``).
     """
 
     def __init__(
@@ -285,9 +291,10 @@ class DartsCell(nn.Module):
         c: int,
         reduction: bool,
         reduction_prev: bool,
+        batch_edges: bool = True,
     ) -> None:
         super().__init__()
-        self.reduction = reduction
+        self.reduction, self.batch_edges = reduction, batch_edges
         self.preprocess0, self.preprocess1 = preprocess(c_pp, c_p, c, reduction_prev, affine=True)
         self.ops = nn.ModuleDict()
         for node, edges in enumerate(candidates, start=2):
@@ -297,6 +304,7 @@ class DartsCell(nn.Module):
                     raise ValueError(f"node {node} uses ({op!r}, {source}) twice; each (op, input) may appear once")
                 self.ops[key] = build_op(op, c, 2 if reduction and source < 2 else 1, affine=True)
         self.selected: list[list[tuple[str, int]]] = []
+        self.waves: list[Wave] = []
         self.concat: list[int] = []
 
     def select(self, nodes: Sequence[Sequence[Edge]], concat: Sequence[int]) -> None:
@@ -311,18 +319,26 @@ class DartsCell(nn.Module):
                 keys.append((key, source))
             selected.append(keys)
         self.selected, self.concat = selected, list(concat)
+        edges = [DiscreteEdge(source, node, key) for node, keys in enumerate(selected, start=2) for key, source in keys]
+        self.waves = plan_discrete(edges, self.ops, len(selected))
 
     def forward(self, s0: Tensor, s1: Tensor, drop_prob: float = 0.0) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for keys in self.selected:
-            total = 0
-            for key, source in keys:
-                op = self.ops[key]
-                h = op(states[source])
-                if drop_prob > 0.0 and not isinstance(op, nn.Identity):
-                    h = drop_path(h, drop_prob, self.training)
-                total = total + h
-            states.append(total)
+
+        def finish(op: nn.Module, h: Tensor) -> Tensor:
+            if drop_prob > 0.0 and not isinstance(op, nn.Identity):
+                return drop_path(h, drop_prob, self.training)
+            return h
+
+        if self.batch_edges:
+            discrete_nodes(states, self.waves, self.ops, finish)
+        else:
+            for keys in self.selected:
+                total = 0
+                for key, source in keys:
+                    op = self.ops[key]
+                    total = total + finish(op, op(states[source]))
+                states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -331,6 +347,7 @@ class DartsNetwork(nn.Module):
 
     With ``shared=True`` every cell holds all candidate ops and ``select(genotype)`` switches architecture while
     keeping each (cell, edge, op)'s weights and BN statistics: the weight-shared evaluation network E of CDARTS.
+    ``batch_edges`` (see ``DartsCell``) changes the arithmetic's grouping only: same outputs, gradients and state.
     """
 
     def __init__(
@@ -347,6 +364,7 @@ class DartsNetwork(nn.Module):
         shared: bool = False,
         nodes: int = 4,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
+        batch_edges: bool = True,
     ) -> None:
         super().__init__()
         if genotype is None and not shared:
@@ -366,7 +384,7 @@ class DartsNetwork(nn.Module):
             c_curr = c_curr * 2 if reduction else c_curr
             cell_type = "reduce" if reduction else "normal"
             candidates = everything if shared else genotype.nodes(cell_type)
-            cell = DartsCell(candidates, c_pp, c_p, c_curr, reduction, reduction_prev)
+            cell = DartsCell(candidates, c_pp, c_p, c_curr, reduction, reduction_prev, batch_edges)
             self.cells.append(cell)
             concat = len(genotype.nodes(cell_type)) if genotype is not None else nodes
             reduction_prev = reduction
@@ -453,6 +471,7 @@ class DartsSpace:
         net = DartsNetwork(
             genotype, self.num_classes, self.in_chans, self.channels, self.eval_layers, self.stem,
             stem_multiplier=self.stem_multiplier, shared=True, nodes=self.nodes, primitives=self.primitives,
+            batch_edges=self.supernet_options.get("batch_edges", True),
         )
         return net.to(memory_format=torch.channels_last) if self.supernet_options.get("channels_last") else net
 

@@ -17,7 +17,7 @@ primitive still works.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -602,3 +602,73 @@ def _edge_by_edge(node: NodeInputs, plan: SourcePlan, rows: Tensor, partial: dic
         for group, out, per_edge in shared:
             acc = _accumulate(acc, out.chunk(edges, 1)[e] if per_edge else out, rows[e, group.column])
         partial[target] = acc
+
+
+# --- discrete cells ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiscreteEdge:
+    """One op of a discrete cell: it reads node ``source`` and adds into node ``target``; ``key`` names its module."""
+
+    source: int
+    target: int
+    key: str
+
+
+@dataclass
+class Wave:
+    """The edges reading some nodes (the cell's two inputs together, then one computed node at a time), grouped by
+    the module kind and structure they share (``batchable``) so that each group can run as one; afterwards node
+    ``completes`` has all its terms."""
+
+    sources: list[int]
+    groups: list[list[DiscreteEdge]]
+    batchable: list[bool]
+    completes: int
+
+
+def plan_discrete(edges: Sequence[DiscreteEdge], ops: nn.ModuleDict, nodes: int) -> list[Wave]:
+    """Group a discrete cell's edges by input node, then by primitive: edges whose modules have the same kind and
+    parameter shapes (the same primitive at the same stride) can share one grouped conv."""
+    waves = []
+    for sources in [[0, 1], *([s] for s in range(2, 1 + nodes))]:
+        groups: dict[tuple, list[DiscreteEdge]] = {}
+        for edge in sorted((e for e in edges if e.source in sources), key=lambda e: e.source):
+            module = ops[edge.key]
+            kind = op_kind(module)
+            shapes = tuple(tuple(p.shape) for p in module.parameters())
+            signature = (kind, shapes, repr(module)) if kind in ("stages", "reduce") else (kind, edge.key)
+            groups.setdefault(signature, []).append(edge)
+        batchable = [signature[0] in ("stages", "reduce") and len(group) > 1 for signature, group in groups.items()]
+        waves.append(Wave(sources, list(groups.values()), batchable, sources[-1] + 1))
+    return waves
+
+
+def discrete_nodes(
+    states: list[Tensor], waves: list[Wave], ops: nn.ModuleDict, finish: Callable[[nn.Module, Tensor], Tensor]
+) -> list[Tensor]:
+    """The computed nodes of a discrete cell from its two inputs in ``states``, wave by wave; each edge's output
+    passes through ``finish(module, output)`` (drop-path) before it is added to its target.
+
+    Within a wave, edges of one group run as one grouped conv (on CPU within ``BATCH_LIMIT``), their shared
+    ``relu(h)`` computed once per node; the others run with their own modules.
+    """
+    partial: dict[int, Tensor] = {}
+    for wave in waves:
+        node_inputs = {source: NodeInputs(states[source]) for source in wave.sources}
+        for group, batchable in zip(wave.groups, wave.batchable, strict=True):
+            h = states[group[0].source]
+            modules = [ops[edge.key] for edge in group]
+            if batchable and (h.device.type != "cpu" or len(group) * h.numel() <= BATCH_LIMIT):
+                order = sorted({edge.source for edge in group})
+                counts = [sum(edge.source == source for edge in group) for source in order]
+                inputs = EdgeInputs([node_inputs[source] for source in order], counts)
+                outs = edge_op(inputs, OpGroup(0, op_kind(modules[0]), modules), modules).chunk(len(group), 1)
+            else:
+                outs = [module(states[edge.source]) for module, edge in zip(modules, group, strict=True)]
+            for module, edge, out in zip(modules, group, outs, strict=True):
+                out = finish(module, out)
+                partial[edge.target] = out if edge.target not in partial else partial[edge.target] + out
+        states.append(partial.pop(wave.completes))
+    return states[2:]
