@@ -1,7 +1,9 @@
 """Optimizers and LR schedules as registered components, built with timm's factories.
 
 A config names them like any other component (``w_optimizer: {type: sgd, lr: 0.1, momentum: 0.9}``), so their
-keys are validated; timm's ``create_optimizer_v2`` and ``create_scheduler_v2`` do the building.
+keys are validated; timm's ``create_optimizer_v2`` and ``create_scheduler_v2`` do the building. SGD and Adam update
+all their tensors at once (``foreach``) on the CPU too, where PyTorch's default loops over them in Python: a
+supernet has hundreds of small weight tensors, and the loop costs ~2x the foreach update.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def sgd(
     params: Params, *, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 3e-4, nesterov: bool = False
 ) -> Optimizer:
     return create_optimizer_v2(params, opt="nesterov" if nesterov else "momentum", lr=lr, momentum=momentum,
-                               weight_decay=weight_decay)
+                               weight_decay=weight_decay, foreach=True)
 
 
 @optimizers.register("adam")
@@ -31,7 +33,8 @@ def adam(
     params: Params, *, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 0.0,
     eps: float = 1e-8,
 ) -> Optimizer:
-    return create_optimizer_v2(params, opt="adam", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps)
+    return create_optimizer_v2(params, opt="adam", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
+                               foreach=True)
 
 
 @optimizers.register("adamw")
@@ -39,7 +42,8 @@ def adamw(
     params: Params, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.05,
     eps: float = 1e-8,
 ) -> Optimizer:
-    return create_optimizer_v2(params, opt="adamw", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps)
+    return create_optimizer_v2(params, opt="adamw", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
+                               foreach=True)
 
 
 @optimizers.register("lamb")
