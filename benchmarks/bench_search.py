@@ -3,8 +3,10 @@
 Runs, alternating A B A B so that drift in machine load cancels: the textbook supernet (``textbook_darts.py``,
 every op of every edge one module at a time, float32) and our supernet's training step at the same settings;
 one CDARTS joint step (step A + step B, via ``cdarts.engine.dry_run``); and one CDARTS search epoch against one
-first-order DARTS epoch on the same data and network sizes. Every measurement runs in its own process, so peak
-memory is per measurement. Prints tables (``--markdown`` for the README).
+first-order DARTS epoch on the same data and network sizes (at the config's S_E, E's epochs per cycle, and also at
+the paper's CIFAR S_E = 1 where the config differs). Every measurement runs in its own process, so peak
+memory is per measurement. Prints markdown tables (the README's); ``--json FILE`` keeps the raw
+measurements, ``--from-json FILE`` prints their tables again.
 
     python benchmarks/bench_search.py --preset demo
     python benchmarks/bench_search.py --preset cifar --rounds 2
@@ -54,8 +56,11 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def search_config(preset: dict[str, Any], device: str, precision: str, batch: int, strategy: str) -> dict:
-    """The preset's search config at the run's settings; CIFAR data from the JPEG subset, or random tensors."""
+def search_config(
+    preset: dict[str, Any], device: str, precision: str, batch: int, strategy: str, eval_epochs: int | None = None
+) -> dict:
+    """The preset's search config at the run's settings (``eval_epochs``: CDARTS' S_E, if not the config's); CIFAR
+    data from the JPEG subset, or random tensors."""
     from cdarts.config import read_yaml
 
     cfg = read_yaml(ROOT / preset["config"])
@@ -71,7 +76,15 @@ def search_config(preset: dict[str, Any], device: str, precision: str, batch: in
     if strategy == "darts":
         cfg["strategy"] = {"type": "darts", "epochs": 1, "pretrain_epochs": 0}
         cfg.pop("discretizer", None)
+    elif eval_epochs is not None:
+        cfg["strategy"] = {**cfg["strategy"], "eval_epochs": eval_epochs}
     return cfg
+
+
+def config_eval_epochs(preset: dict[str, Any]) -> int:
+    from cdarts.config import read_yaml
+
+    return read_yaml(ROOT / preset["config"])["strategy"].get("eval_epochs", 1)
 
 
 def register_random_data() -> None:
@@ -95,7 +108,8 @@ def register_random_data() -> None:
 
 
 def worker_supernet(task: dict[str, Any]) -> dict[str, Any]:
-    """Our supernet's training step, in the textbook script's loop (2 warm-up steps, then ``steps`` timed)."""
+    """Our supernet's training step, in the textbook script's loop (2 warm-up steps, then ``steps`` timed), with our
+    SGD (timm's, at the textbook's settings)."""
     import torch
     import torch.nn.functional as F
 
@@ -109,7 +123,8 @@ def worker_supernet(task: dict[str, Any]) -> dict[str, Any]:
     spec = {"type": "darts", "channels": task["channels"], "layers": task["layers"], **task.get("options", {})}
     space = build("spaces", spec, 10, 3)
     net = space.supernet().to(device)
-    opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9)
+    opt = build("optimizers", {"type": "sgd", "lr": 0.025, "momentum": 0.9, "weight_decay": 0.0},
+                net.weight_parameters())
     x = torch.randn(task["batch"], 3, task["size"], task["size"], device=device)
     y = torch.randint(0, 10, (task["batch"],), device=device)
     bf16 = task["precision"] == "bf16"
@@ -160,8 +175,8 @@ def worker_epoch(task: dict[str, Any]) -> dict[str, Any]:
 
     register_random_data()
     preset = task["preset"]
-    cfg = load_config(search_config(preset, task["device"], task["precision"], task["batch"], task["strategy"]),
-                      schema)
+    cfg = load_config(search_config(preset, task["device"], task["precision"], task["batch"], task["strategy"],
+                                    task.get("eval_epochs")), schema)
     accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -183,7 +198,8 @@ def worker_epoch(task: dict[str, Any]) -> dict[str, Any]:
     strategy.run_epoch(strategy.pretrain_epochs)
     sync(accelerator.device)
     return {"epoch_s": time.perf_counter() - began, "steps": strategy.steps("train"), "e_alone_s": spent["eval_epoch"],
-            "step_a_total_s": spent["joint_step"] + spent["alpha_step"]}
+            "step_a_total_s": spent["joint_step"] + spent["alpha_step"],
+            "eval_epochs": getattr(strategy, "eval_epochs", 0)}
 
 
 def sync(device: Any) -> None:
@@ -260,6 +276,9 @@ def measure(name: str, preset: dict[str, Any], device: str, precision: str, batc
     if epochs:
         plan += [("epoch_cdarts", lambda: run_worker("epoch", {**task, "strategy": "cdarts"})),
                  ("epoch_darts", lambda: run_worker("epoch", {**task, "strategy": "darts"}))]
+        if config_eval_epochs(preset) != 1:
+            plan.append(("epoch_cdarts_se1",
+                         lambda: run_worker("epoch", {**task, "strategy": "cdarts", "eval_epochs": 1})))
     for round_index in range(rounds):
         for key, run in plan:
             began = time.perf_counter()
@@ -305,20 +324,25 @@ def tables(results: list[dict[str, Any]]) -> str:
         )
         j = s["joint"]
         joint = median(j, "step_a") + median(j, "step_b")
+        throughput = " / ".join(f"{r['batch'] / median(j, key):.0f}" for key in ("step_a", "step_b", "e_step"))
         reference = median(s["textbook_same_threads"] if "textbook_same_threads" in s else s["textbook"], "step_s")
         joint_rows.append(
             f"| {setting} | {reference:.3f} | {median(j, 'step_a'):.3f} | {median(j, 'step_b'):.3f} | "
-            f"**{joint / reference:.2f}** | {median(j, 'e_step'):.3f} | {1000 * median(j, 'select'):.2f} | "
+            f"**{joint / reference:.2f}** | {median(j, 'e_step'):.3f} | "
+            f"{throughput} | "
+            f"{1000 * median(j, 'select'):.2f} | "
             f"{memory('textbook', r['textbook_base_bytes'])} | {memory('joint', median(j, 'base_bytes'))} |"
         )
-        if "epoch_cdarts" in s:
-            c, d = s["epoch_cdarts"], s["epoch_darts"]
+        for key in ("epoch_cdarts", "epoch_cdarts_se1"):
+            if key not in s:
+                continue
+            c, d = s[key], s["epoch_darts"]
             cd, dd = median(c, "epoch_s"), median(d, "epoch_s")
             e_alone = median(c, "e_alone_s")
             e_in_a = max(median(c, "step_a_total_s") - median(d, "step_a_total_s"), 0.0)
             epoch_rows.append(
-                f"| {setting} | {int(c[0]['steps'])} | {cd:.2f} | {dd:.2f} | **{cd / dd:.2f}** | "
-                f"{100 * e_alone / cd:.0f}% | {100 * e_in_a / cd:.0f}% |"
+                f"| {setting} | {int(c[0]['steps'])} | {int(c[0].get('eval_epochs', 1))} | {cd:.2f} | {dd:.2f} | "
+                f"**{cd / dd:.2f}** | {100 * e_alone / cd:.0f}% | {100 * e_in_a / cd:.0f}% |"
             )
     note = "peak MiB (working set)" if any(r["device"] == "cpu" for r in results) else "peak MiB"
     out = [
@@ -338,8 +362,8 @@ def tables(results: list[dict[str, Any]]) -> str:
         "One CDARTS joint step (step A + step B) against one textbook supernet step (same threads), seconds:",
         "",
         "| preset | device | precision | batch | textbook step | step A | step B | **(A+B) / textbook** | "
-        f"E step (incl. its batch) | select ms | textbook {note} | search {note} |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"E step (incl. its batch) | img/s A / B / E | select ms | textbook {note} | search {note} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *joint_rows,
     ]
     if epoch_rows:
@@ -347,9 +371,9 @@ def tables(results: list[dict[str, Any]]) -> str:
             "",
             "One search epoch, CDARTS against first-order DARTS (same data, sizes, batches), seconds:",
             "",
-            "| preset | device | precision | batch | steps | CDARTS epoch | DARTS epoch | **ratio** | E alone | "
+            "| preset | device | precision | batch | steps | S_E | CDARTS epoch | DARTS epoch | **ratio** | E alone | "
             "E + KD in step A |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *epoch_rows,
         ]
     return "\n".join(out)
@@ -363,11 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="override the preset's timed steps")
     p.add_argument("--no-epochs", action="store_true", help="skip the CDARTS / DARTS epoch comparison")
     p.add_argument("--json", help="also write the raw measurements here")
+    p.add_argument("--from-json", help="print the tables of measurements written earlier with --json, measure nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("task", nargs="?", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker](json.loads(args.task))))
+        return 0
+    if args.from_json:
+        print(tables(json.loads(Path(args.from_json).read_text())))
         return 0
     if not TEXTBOOK.is_file():
         raise SystemExit(f"textbook script not found at {TEXTBOOK}")
