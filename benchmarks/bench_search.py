@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTBOOK = ROOT.parent / "shared" / "benchmarks" / "textbook_darts.py"
 CIFAR_FOLDER = ROOT.parent / "shared" / "data" / "cifar10-jpeg-mini"
 MIB = 2**20
+E_GENOTYPE = "CDARTS_CIFAR"
+"""The genotype E trains on in the epoch comparison: the paper's CIFAR result, what a search converges to."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # configs/demo.yaml: digits at 8 px, S 3 cells, E 5 cells, C 4, batch 64, one thread.
@@ -164,13 +166,15 @@ def worker_joint(task: dict[str, Any]) -> dict[str, Any]:
 
 def worker_epoch(task: dict[str, Any]) -> dict[str, Any]:
     """One search epoch of the given strategy (after a one-step warm-up epoch), with the time spent training E alone
-    and in the alpha (or joint) steps."""
+    and in the alpha (or joint) steps. E runs ``E_GENOTYPE``: its cost depends on the genotype (pools against
+    convs: ~2x at the demo's sizes), and the genotype that one step's alpha picks is a matter of chance."""
     import torch
     from accelerate.utils import set_seed
 
     from cdarts.config import load_config
     from cdarts.engine import search_config as schema
     from cdarts.engine import setup_search
+    from cdarts.genotypes import load_genotype
     from cdarts.runs import make_accelerator
 
     register_random_data()
@@ -185,6 +189,9 @@ def worker_epoch(task: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     ctx.progress = lambda batches, desc, total=None: tqdm(batches, disable=True)
+    if hasattr(strategy, "eval_net"):
+        fixed = load_genotype(E_GENOTYPE)
+        strategy.genotype = lambda: fixed
     spent = {"eval_epoch": 0.0, "joint_step": 0.0, "alpha_step": 0.0}
     for name in spent:
         if hasattr(strategy, name):
@@ -199,7 +206,8 @@ def worker_epoch(task: dict[str, Any]) -> dict[str, Any]:
     sync(accelerator.device)
     return {"epoch_s": time.perf_counter() - began, "steps": strategy.steps("train"), "e_alone_s": spent["eval_epoch"],
             "step_a_total_s": spent["joint_step"] + spent["alpha_step"],
-            "eval_epochs": getattr(strategy, "eval_epochs", 0)}
+            "eval_epochs": getattr(strategy, "eval_epochs", 0),
+            "genotype": str(strategy.eval_net.genotype) if hasattr(strategy, "eval_net") else None}
 
 
 def sync(device: Any) -> None:
