@@ -84,9 +84,11 @@ def search_config(
 
 
 def config_eval_epochs(preset: dict[str, Any]) -> int:
-    from cdarts.config import read_yaml
+    """The config's S_E. Read without importing torch: a child process's peak resident memory starts at its parent's
+    (Linux carries the high-water mark over fork and exec), so the driver must stay small."""
+    import yaml
 
-    return read_yaml(ROOT / preset["config"])["strategy"].get("eval_epochs", 1)
+    return yaml.safe_load((ROOT / preset["config"]).read_text())["strategy"].get("eval_epochs", 1)
 
 
 def register_random_data() -> None:
