@@ -213,8 +213,9 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
 def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: int = 2) -> dict[str, float]:
     """Build everything a search builds and run one search epoch of one batch per step, ``repeats`` times (the first
     warms up); write nothing. Returns seconds per step of each kind the strategy takes (``step_a``: the joint or
-    alpha step, ``step_b``: the weight step, ``e_step``: E alone, ``select``: switching E's genotype) and the
-    memory peaks in bytes (``peak_bytes``; on CPU the process's, ``peak_above_build_bytes`` from before the build).
+    alpha step, ``step_b``: the weight step, ``e_step``: E alone, ``select``: switching E's genotype), the
+    ``batch_size`` (for images/s) and the memory peaks in bytes (``peak_bytes``; on CPU the process's,
+    ``peak_above_build_bytes`` from before the build).
     """
     from accelerate.utils import set_seed
 
@@ -243,6 +244,7 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     for owner, name in targets.values():
         owner.__dict__.pop(name, None)
     result = {key: sum(values[1:] or values) / len(values[1:] or values) for key, values in times.items() if values}
+    result["batch_size"] = float(cfg["batch_size"])
     peak = peak_memory(device)
     result["peak_bytes"] = float(peak)
     if device.type != "cuda":

@@ -26,7 +26,11 @@ def dry_run_report(result: dict[str, float]) -> str:
     """The dry run's step times and memory peaks, one per line."""
     names = {"step_a": "step A (alpha, E, heads)", "step_b": "step B (S's weights)", "e_step": "E step (incl. batch)",
              "select": "select E's genotype"}
-    lines = [f"{label:26s}{1000 * result[key]:10.1f} ms" for key, label in names.items() if key in result]
+    batch = result["batch_size"]
+    lines = [f"{label:26s}{1000 * result[key]:10.1f} ms {batch / result[key]:10.1f} img/s"
+             for key, label in names.items() if key in result and key != "select"]
+    if "select" in result:
+        lines.append(f"{names['select']:26s}{1000 * result['select']:10.1f} ms")
     lines.append(f"{'peak memory':26s}{result['peak_bytes'] / 2**20:10.0f} MiB")
     if "peak_above_build_bytes" in result:
         lines.append(f"{'  of which since build':26s}{result['peak_above_build_bytes'] / 2**20:10.0f} MiB")
