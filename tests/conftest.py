@@ -74,3 +74,13 @@ def cli():
 def cli_env_fixture() -> dict[str, str]:
     """``cli_env()`` for tests that start the process themselves (``subprocess.Popen``)."""
     return cli_env()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (minutes each) run only when asked for with ``-m slow``."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow; opt in with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

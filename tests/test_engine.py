@@ -204,3 +204,25 @@ def test_peak_memory_reset_forgets_an_earlier_larger_peak():
     small = torch.ones(128 * 2**20, dtype=torch.uint8)
     grown = peak_memory(cpu) - before
     assert small.numel() * 0.9 <= grown < 256 * 2**20
+
+
+def test_bf16_autocast_runs_the_cycle_with_float32_architecture_parameters(tiny_config):
+    from tqdm.auto import tqdm
+
+    from cdarts.engine import setup_search
+    from cdarts.runs import make_accelerator
+
+    cfg = load_config(tiny_config(mixed_precision="bf16"), search_config)
+    ctx, strategy = setup_search(cfg, make_accelerator("bf16", True, cfg["dist_timeout_s"]))
+    ctx.progress = lambda batches, desc, total=None: tqdm(batches, disable=True)
+    ctx.max_steps = 1
+    before = [alpha.detach().clone() for alpha in strategy.search_net.arch_parameters()]
+    metrics = strategy.run_epoch(strategy.pretrain_epochs)
+    assert math.isfinite(metrics["joint_loss"])
+    for old, alpha in zip(before, strategy.search_net.arch_parameters(), strict=True):
+        assert alpha.dtype == torch.float32
+        assert not torch.equal(old, alpha.detach())
+    x = torch.randn(2, 3, 8, 8)
+    with ctx.runtime.autocast():
+        assert strategy.search_net(x).dtype == torch.bfloat16
+        assert strategy.eval_net(x).dtype == torch.bfloat16

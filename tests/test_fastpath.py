@@ -455,3 +455,13 @@ def test_discrete_nodes_pass_every_edge_output_through_finish():
     assert [n.shape for n in nodes] == [s.shape] * 4
     assert all(torch.count_nonzero(n) == 0 for n in nodes)
     assert sorted(map(id, seen)) == sorted(id(cell.ops[key]) for keys in cell.selected for key, _ in keys)
+
+
+@pytest.mark.slow
+def test_compiled_cells_give_the_eager_outputs_and_gradients():
+    spec = {"type": "darts", "channels": 4, "layers": 3}
+    eager = build("spaces", spec, 10, 3).supernet()
+    compiled = build("spaces", {**spec, "compile_mode": "default"}, 10, 3).supernet()
+    compiled.load_state_dict(eager.state_dict())
+    x, y = data(4, 8)
+    assert_same_training(eager, compiled, x, y)

@@ -302,10 +302,8 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_reaches_95_percent_and_its_export_reproduces_it(tmp_path, request):
+def test_demo_reaches_95_percent_and_its_export_reproduces_it(tmp_path):
     """The README's demo, end to end (a few minutes): opt in with ``-m slow``."""
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("end-to-end demo run; opt in with -m slow")
     from cdarts.evaluate import evaluate_model
     from cdarts.export import export
 
