@@ -19,7 +19,8 @@ from torch import nn
 
 from cdarts.genotypes import genotype_from_json
 from cdarts.io import fsync_dir
-from cdarts.retrain import TrainedModel, count_parameters, read_trained
+from cdarts.retrain import TrainedModel, read_trained
+from cdarts.stats import count_macs, inference_parameters
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -32,16 +33,6 @@ class ExportResult:
     params: int
     macs: int
     config: dict[str, Any]
-
-
-def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass on a ``(1, *input_size)`` input (half of the counted FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, *input_size))
-    return counter.get_total_flops() // 2
 
 
 def timm_config(trained: TrainedModel, model: nn.Module, pool_size: tuple[int, int], ema: bool) -> dict[str, Any]:
@@ -158,7 +149,7 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
     input_size = tuple(trained.data.get("input_size") or model.pretrained_cfg["input_size"])
     with torch.no_grad():
         pool_size = tuple(model.forward_features(torch.zeros(1, *input_size)).shape[-2:])
-    params, macs = count_parameters(model), count_macs(model, input_size)
+    params, macs = inference_parameters(model), count_macs(model, input_size)
     config = timm_config(trained, model, pool_size, ema)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

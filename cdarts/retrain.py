@@ -51,6 +51,7 @@ from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
+from cdarts.stats import inference_parameters
 
 ARCHITECTURES = {
     "cdarts_cifar": {"channels": 36, "layers": 20, "genotype": "CDARTS_CIFAR"},
@@ -344,11 +345,6 @@ class TrainForward(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.net.forward_stages(x)
         return out.logits, out.aux_logits
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Parameters of the inference network (the auxiliary tower, used only in training, excluded)."""
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary_head."))
 
 
 # ------------------------------------------------------------------------------------------------ trained models
@@ -647,7 +643,7 @@ def train(
         atomic_write_text(run_dir / "metrics.csv", csv_text(history) if history else "")
         steps_log = [r for r in read_csv(run_dir / "steps.csv") if int(r["step"]) <= step] if resume else []
         atomic_write_text(run_dir / "steps.csv", csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
-        params = count_parameters(net)
+        params = inference_parameters(net)
         log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
             f"C={mcfg['channels']}) on {data.spec['type']}: {len(data.train)} train / "
             f"{len(data.val) if data.val is not None else 0} val / {len(data.test)} test images -> {run_dir}")
@@ -754,7 +750,7 @@ def train(
 
     last = history[-1] if history else {}
     summary = {
-        "run_dir": str(run_dir), "architecture": mcfg["architecture"], "params": count_parameters(net),
+        "run_dir": str(run_dir), "architecture": mcfg["architecture"], "params": inference_parameters(net),
         "epochs": cfg["epochs"], "steps": step, "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
         "test_top1_at_best": best.get("test_top1"), "test_top5_at_best": best.get("test_top5"),
         "final_test_top1": last.get("test_top1"), "final_test_top5": last.get("test_top5"),

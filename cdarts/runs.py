@@ -15,9 +15,11 @@ def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | No
     Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
     of ``accelerate launch --multi_gpu --num_processes 2`` would run the whole job alone, as its own main process.
     ``dist_timeout_s`` bounds every collective: when a process dies or hangs, the others fail after that long
-    instead of waiting forever.
+    instead of waiting forever. A single process (a notebook, a script running several searches) gets fresh
+    accelerate state for each run, since accelerate otherwise refuses a second run with another precision.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     if dist_timeout_s is not None:
         from accelerate.utils import InitProcessGroupKwargs
@@ -25,6 +27,8 @@ def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | No
         handler = InitProcessGroupKwargs(timeout=timedelta(seconds=dist_timeout_s))
         kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), handler]
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not launched:
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu or (launched and not torch.cuda.is_available()),
                        **kwargs)
 

@@ -2,8 +2,9 @@
 
 Papers report a discrete architecture by its parameter count without the auxiliary tower and its
 multiply-adds for one image; ``genotype_stats`` gives both so a found genotype can be set beside the published
-ones. Parameters match the papers (DARTS_V2: 3.35M on CIFAR-10, 4.72M on ImageNet); MACs count Conv2d and Linear
-layers only, which gives DARTS_V2 530M on ImageNet where the paper reports 574M, and NAS-Bench-201's FLOPs exactly.
+ones. Parameters match the papers (DARTS_V2: 3.35M on CIFAR-10, 4.72M on ImageNet); MACs count convolutions
+and matrix products only, which gives DARTS_V2 530M on ImageNet where the paper reports 574M, and
+NAS-Bench-201's FLOPs exactly.
 """
 from __future__ import annotations
 
@@ -95,41 +96,32 @@ def count_parameters(model: nn.Module, aux_prefix: str = AUX_PREFIX) -> tuple[in
     return main, aux
 
 
+def inference_parameters(model: nn.Module) -> int:
+    """Parameters of the inference network, the figure papers report (the auxiliary tower trains only)."""
+    return count_parameters(model)[0]
+
+
 def count_macs(model: nn.Module, input_shape: Sequence[int], skip: Sequence[str] = (AUX_PREFIX,)) -> int:
-    """Multiply-accumulates of the Conv2d and Linear layers for one input of ``input_shape`` (no batch dimension).
+    """Multiply-accumulates (half of torch's counted FLOPs) of one eval-mode forward on one ``input_shape`` input.
 
-    Counted with forward hooks during one eval-mode forward, so only layers that actually run are counted (the
-    auxiliary tower runs only in training); modules whose name contains one of ``skip`` are never counted.
+    Counted by torch's FlopCounterMode on the operators that run, so fused and batched paths (grouped edge
+    convs) count what they compute; the auxiliary tower runs only in training, and modules whose name contains
+    one of ``skip`` are never counted even when they run.
     """
-    total = 0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(module: nn.Conv2d, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += output[0].numel() * (module.in_channels // module.groups) * kh * kw
-
-    def linear_hook(module: nn.Linear, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        total += (output[0].numel() // module.out_features) * module.in_features * module.out_features
-
-    handles = []
-    for name, module in model.named_modules():
-        if any(s in name for s in skip):
-            continue
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
+    counter = FlopCounterMode(display=False)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(1, *input_shape))
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return total
+    per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items() if "." in name}
+    skipped = [name for name in per_module if any(s in name.split(".", 1)[1] for s in skip)]
+    outermost = [n for n in skipped if not any(n.startswith(other + ".") for other in skipped)]
+    return (counter.get_total_flops() - sum(per_module[n] for n in outermost)) // 2
 
 
 def genotype_stats(genotype: Genotype, settings: NetworkSettings, macs: bool = True) -> dict[str, Any]:

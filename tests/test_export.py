@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 from cdarts.cli import eval as eval_cli
 from cdarts.cli import export as export_cli
 from cdarts.evaluate import evaluate_model, topk_correct
-from cdarts.export import count_macs, export
+from cdarts.export import export
 from cdarts.genotypes import load_genotype
 from cdarts.retrain import read_trained, train
+from cdarts.stats import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
 

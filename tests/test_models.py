@@ -23,10 +23,10 @@ def test_cdarts_cifar_parameter_count_matches_the_published_network():
 
 
 def test_auxiliary_tower_adds_parameters_outside_the_inference_count():
-    from cdarts.retrain import count_parameters
+    from cdarts.stats import inference_parameters
 
     model = timm.create_model("cdarts_cifar", auxiliary=True)
-    assert count_parameters(model) == 3_859_318
+    assert inference_parameters(model) == 3_859_318
     assert sum(p.numel() for p in model.parameters()) > 3_859_318
 
 
