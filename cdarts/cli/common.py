@@ -2,6 +2,7 @@
 cannot go on (disk full, a NaN loss) stops with one line and exit code 1."""
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -28,6 +29,16 @@ def program_name(module: str) -> str:
     return "cdarts" if name == "main" else f"cdarts-{name}"
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+"""Terminal colour codes: some libraries' messages carry them (torch's unpickling error), a log file should not."""
+
+
+def fail(main: Callable, message: str, code: int) -> None:
+    """Print ``<prog>: error: message`` on stderr, colour codes removed, and exit with ``code``."""
+    print(f"{program_name(main.__module__)}: error: {ANSI_ESCAPE.sub('', message)}", file=sys.stderr)
+    raise SystemExit(code) from None
+
+
 def yaml_message(exc: yaml.YAMLError) -> str:
     """A YAML error in one line: the problem and where (PyYAML's own text spans several lines)."""
     mark = getattr(exc, "problem_mark", None)
@@ -45,15 +56,11 @@ def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            print(f"{program_name(main.__module__)}: error: {message}", file=sys.stderr)
-            raise SystemExit(2) from None
+            fail(main, exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc), 2)
         except yaml.YAMLError as exc:
-            print(f"{program_name(main.__module__)}: error: {yaml_message(exc)}", file=sys.stderr)
-            raise SystemExit(2) from None
+            fail(main, yaml_message(exc), 2)
         except RUN_ERRORS as exc:
-            print(f"{program_name(main.__module__)}: error: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+            fail(main, str(exc), 1)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise SystemExit(130) from None
