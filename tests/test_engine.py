@@ -155,11 +155,26 @@ DRIVER = """
 import json, os, sys
 from accelerate import PartialState
 from cdarts.engine import search
+from cdarts.strategies.cdarts import CyclicSearch
 
+trace = []
+
+
+def recording(step):
+    def run(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        alphas = {name: a.tolist() for name, a in self.alphas().items()}
+        trace.append({"step": step.__name__, "alpha": alphas, "genotype": self.genotype().to_json()})
+        return out
+    return run
+
+
+CyclicSearch.joint_step = recording(CyclicSearch.joint_step)
+CyclicSearch.weight_step = recording(CyclicSearch.weight_step)
 result = search(sys.argv[1], output=sys.argv[2])
 rank = int(os.environ["RANK"])
 record = {"world_size": PartialState().num_processes, "alpha": result.history[-1]["alpha"],
-          "genotype": result.genotype.to_json()}
+          "genotype": result.genotype.to_json(), "trace": trace}
 with open(os.path.join(sys.argv[3], f"alpha_rank{rank}.json"), "w") as handle:
     json.dump(record, handle)
 """
@@ -186,6 +201,9 @@ def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_con
     assert [r["world_size"] for r in ranks] == [2, 2], "each process ran alone instead of in one process group"
     assert ranks[0]["alpha"] == ranks[1]["alpha"]
     assert ranks[0]["genotype"] == ranks[1]["genotype"]
+    steps = [entry["step"] for entry in ranks[0]["trace"]]
+    assert "joint_step" in steps and "weight_step" in steps
+    assert ranks[0]["trace"] == ranks[1]["trace"], "alpha or genotype differ between ranks after some step"
     assert result.stdout.count("final genotype:") == 1, "only the main process logs"
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
