@@ -155,3 +155,24 @@ def test_resume_without_output_is_one_line(tmp_path, tiny_config, capsys):
         main(["--config", str(write_config(tmp_path / "tiny.yaml", tiny_config())), "--resume"])
     assert info.value.code == 2
     assert "--resume needs --output" in capsys.readouterr().err
+
+
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def test_accelerate_launch_forms_run_the_same_search(tmp_path, tiny_config, cli_env):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(strategy={"epochs": 1}))
+    script = str(Path(sys.executable).parent / "cdarts-search")
+    forms = {
+        "plain": command(config, tmp_path / "plain"),
+        "module": [*LAUNCH, "-m", "cdarts.cli.search", "--config", str(config), "--output", str(tmp_path / "module")],
+        "no_python": [*LAUNCH, "--no_python", script, "--config", str(config), "--output", str(tmp_path / "no_python")],
+    }
+    genotypes = {}
+    for name, argv in forms.items():
+        result = subprocess.run(argv, env=cli_env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+        assert result.stdout.count("final genotype:") == 1
+        genotypes[name] = json.loads((tmp_path / name / "genotype.json").read_text())
+    assert genotypes["module"] == genotypes["plain"] == genotypes["no_python"]
