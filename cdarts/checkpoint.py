@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim import Optimizer
 
-from cdarts.io import WriteError, fsync_dir
+from cdarts.io import WriteError, first_line, fsync_dir
 
 PREFIX = "epoch-"
 FILES = ("tensors.safetensors", "optim.pt", "state.json")
@@ -197,7 +197,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused or corrupt content
-        raise CheckpointError(f"{path / 'optim.pt'}: refused or unreadable ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path / 'optim.pt'}: refused or unreadable ({first_line(exc)})") from None
     return tensors, optim, json.loads((path / "state.json").read_text())
 
 
@@ -219,4 +219,4 @@ def restore_modules(tensors: dict[str, torch.Tensor], modules: dict[str, nn.Modu
         try:
             module.load_state_dict(own, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"checkpoint does not match module {name!r}: {str(exc).splitlines()[0]}") from None
+            raise CheckpointError(f"checkpoint does not match module {name!r}: {first_line(exc)}") from None

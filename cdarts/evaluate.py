@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cdarts.config import ConfigError, build, load_yaml_text, read_yaml, validate_component
+from cdarts.io import first_line
 
 
 def topk_correct(logits: Tensor, target: Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
@@ -111,7 +112,7 @@ def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True)
     except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
             raise ValueError(
                 f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "

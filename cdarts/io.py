@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line for an error report; its type's name when the message is empty."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
 class WriteError(OSError):
     """Writing an output failed (disk full, no permission, ...); the message names the file and the cause."""
 
@@ -22,7 +26,7 @@ class WriteError(OSError):
         code = getattr(cause, "errno", None)
         if code is None and "no space left" in str(cause).lower():  # safetensors and torch wrap the OS error in text
             code = errno.ENOSPC
-        reason = getattr(cause, "strerror", None) or (str(cause).splitlines() or [type(cause).__name__])[0]
+        reason = getattr(cause, "strerror", None) or first_line(cause)
         what = "disk full while writing" if code == errno.ENOSPC else "cannot write"
         super().__init__(code, f"{what} {path}: {reason}")
         self.filename = str(path)

@@ -47,7 +47,7 @@ from cdarts.config import (
     validate,
 )
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
-from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, fsync_dir
+from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, first_line, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
@@ -360,10 +360,10 @@ def safe_torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{path}: refused to load: the file holds Python objects other than tensors and plain data, and "
-            f"unpickling them could run code (torch.load weights_only=True: {str(exc).splitlines()[0]})"
+            f"unpickling them could run code (torch.load weights_only=True: {first_line(exc)})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # the weights-only unpickler raises KeyError, IndexError... on content that is not torch's
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def load_weights(path: str | Path) -> dict[str, Tensor]:

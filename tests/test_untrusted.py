@@ -171,6 +171,24 @@ def test_crafted_file_given_to_a_command_runs_nothing_and_is_one_clear_line(tool
     assert not (tmp_path / "out").exists(), "a refused input writes nothing"
 
 
+JUNK = {"text.pt": b"hello\n", "yaml.pt": b"epochs: [1,\n", "empty.pth": b"", "bytes.bin": bytes(range(256)) * 4}
+
+
+@pytest.mark.parametrize("name", list(JUNK))
+@pytest.mark.parametrize("tool", list(TOOLS))
+def test_junk_file_given_to_a_command_is_one_clear_line(tool, name, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_bytes(JUNK[name])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(RETRAIN))
+    main, argv = TOOLS[tool](path, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert err.startswith(f"cdarts-{tool}: error: {path}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists(), "a refused input writes nothing"
+
+
 def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys):
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"

@@ -56,7 +56,7 @@ def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as exc:
-            fail(main, exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc), 2)
+            fail(main, str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), 2)
         except yaml.YAMLError as exc:
             fail(main, yaml_message(exc), 2)
         except RUN_ERRORS as exc:
