@@ -505,3 +505,17 @@ def test_when_one_process_dies_or_hangs_the_other_exits_with_an_error_in_bounded
                 process.kill()
             process.communicate()
     assert ranks["dies"][1].returncode == 9
+
+
+def test_a_retrain_whose_loss_goes_nonfinite_stops_with_one_line_and_writes_no_checkpoint(tmp_path, capsys):
+    from cdarts.cli.train import main as train_main
+
+    config = write_yaml(tmp_path / "retrain.yaml", {**RETRAIN, "optimizer": {"type": "sgd", "lr": 1e30}})
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--config", str(config), "--output", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("cdarts-train: error: the training loss became ") and "lower optimizer.lr" in lines[-1]
+    assert "Traceback" not in err
+    assert not list((tmp_path / "run" / "checkpoints").glob("epoch-*"))
