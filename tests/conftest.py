@@ -17,6 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 # with two threads under load, 0.3 s with one).
 torch.set_num_threads(1)
 
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module, whatever an earlier test set: tiny convolutions run fastest on one thread
+    and do not stall when other processes share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Evil:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 TINY_CONFIG: dict[str, Any] = {
     "seed": 0,
     "data": {"type": "digits", "image_size": 8, "channels": 3},

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from conftest import Evil
 from safetensors.torch import load_file
 
 from cdarts.cli import eval as eval_cli
@@ -44,16 +45,6 @@ with torch.no_grad():
     save_file({"logits": model(x)}, sys.argv[2])
 print(type(model).__name__, tuple(model.pretrained_cfg["input_size"]))
 """
-
-
-class Evil:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture(scope="module")

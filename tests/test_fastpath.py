@@ -30,12 +30,7 @@ SWITCHES = {
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

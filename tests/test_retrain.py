@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import Evil
 from safetensors.torch import load_file
 
 from cdarts.cli import train as train_cli
@@ -48,16 +49,6 @@ def read_rows(path):
 def write_config(path, cfg):
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-class Evil:
-    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture(scope="module")

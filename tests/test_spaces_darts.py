@@ -14,13 +14,7 @@ from cdarts.spaces.darts import DartsNetwork, DartsSpace, MixedOp, cell_edges, r
 NUM_CLASSES = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run fastest on one thread, and do not stall when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_space(**options) -> DartsSpace:
