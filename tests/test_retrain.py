@@ -292,9 +292,8 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and message in err, err
 
 
-@pytest.mark.slow
 def test_demo_reaches_95_percent_and_its_export_reproduces_it(tmp_path):
-    """The README's demo, end to end (a few minutes): opt in with ``-m slow``."""
+    """The README's retrain demo, end to end (under a minute)."""
     from cdarts.evaluate import evaluate_model
     from cdarts.export import export
 
