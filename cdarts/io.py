@@ -19,6 +19,7 @@ def first_line(exc: BaseException) -> str:
     """An exception's message in one line for an error report; its type's name when the message is empty."""
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
+
 class WriteError(OSError):
     """Writing an output failed (disk full, no permission, ...); the message names the file and the cause."""
 

@@ -6,6 +6,7 @@ import re
 import sys
 from collections.abc import Callable
 from functools import wraps
+from typing import NoReturn
 
 import yaml
 
@@ -33,7 +34,7 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 """Terminal colour codes: some libraries' messages carry them (torch's unpickling error), a log file should not."""
 
 
-def fail(main: Callable, message: str, code: int) -> None:
+def fail(main: Callable, message: str, code: int) -> NoReturn:
     """Print ``<prog>: error: message`` on stderr, colour codes removed, and exit with ``code``."""
     print(f"{program_name(main.__module__)}: error: {ANSI_ESCAPE.sub('', message)}", file=sys.stderr)
     raise SystemExit(code) from None
