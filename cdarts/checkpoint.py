@@ -22,13 +22,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim import Optimizer
 
-from cdarts.io import WriteError, first_line, fsync_dir
+from cdarts.errors import FileError
+from cdarts.io import WriteError, file_mode, first_line, fsync_dir
 
 PREFIX = "epoch-"
 FILES = ("tensors.safetensors", "optim.pt", "state.json")
+CORRUPT = "corrupt"
+"""Where a resuming run moves the unusable checkpoints it falls back past (``checkpoints/corrupt/epoch-0003``)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FileError):
     """A checkpoint that is missing, incomplete or corrupt; the message names the file and the problem."""
 
 
@@ -73,6 +76,20 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
     random.setstate((version, tuple(state), gauss))
 
 
+def module_tensors(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Every module's state as ``name.key`` tensors on the CPU. A tensor that several modules hold (E runs S's stem)
+    is copied for each further holder, since safetensors refuses tensors that share memory."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, module in modules.items():
+        for key, value in module.state_dict().items():
+            value = value.detach().cpu().contiguous()
+            storage = value.untyped_storage().data_ptr()
+            tensors[f"{name}.{key}"] = value.clone() if storage in seen else value
+            seen.add(storage)
+    return tensors
+
+
 def save_checkpoint(
     folder: Path,
     epoch: int,
@@ -82,7 +99,9 @@ def save_checkpoint(
     keep: int = 2,
     extra_tensors: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints.
+    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints up to this one: those
+    numbered higher (left by a run this one fell back past) are neither counted nor removed, so pruning never
+    removes the checkpoint just written.
 
     Raises:
         NonFiniteStateError: a module or optimizer tensor holds NaN or inf (nothing is written).
@@ -91,11 +110,7 @@ def save_checkpoint(
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     final = folder / f"{PREFIX}{epoch:04d}"
-    tensors = {
-        f"{name}.{key}": value.detach().cpu().contiguous()
-        for name, module in modules.items()
-        for key, value in module.state_dict().items()
-    }
+    tensors = module_tensors(modules)
     optimizer_states = {name: opt.state_dict() for name, opt in optimizers.items()}
     bad = non_finite(tensors) + non_finite(
         {f"{name}.state.{index}.{key}": value for name, opt_state in optimizer_states.items()
@@ -123,10 +138,11 @@ def save_checkpoint(
     except OSError as exc:
         raise WriteError(tmp, exc) from exc
     try:
-        manifest = {}
+        manifest, mode = {}, file_mode()
         for name in FILES:
             try:
                 writers[name](tmp / name)
+                os.chmod(tmp / name, mode)  # safetensors creates its file readable by the owner only
                 _fsync(tmp / name)
             except (OSError, RuntimeError, SafetensorError) as exc:  # torch and safetensors wrap I/O errors
                 raise WriteError(final / name, exc) from exc
@@ -144,7 +160,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_checkpoints(folder)[keep:]:
+    for old in [p for p in list_checkpoints(folder) if checkpoint_epoch(p) <= epoch][keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -155,12 +171,17 @@ def non_finite(tensors: dict[str, Any]) -> list[str]:
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch number in a checkpoint folder's name (7 for ``epoch-0007``)."""
+    return int(path.name[len(PREFIX):])
+
+
 def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete-looking checkpoint folders, newest first (temporary folders are ignored)."""
+    """Complete-looking checkpoint folders, newest first (temporary folders and ``corrupt/`` are ignored)."""
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]), reverse=True)
+    return sorted(found, key=checkpoint_epoch, reverse=True)
 
 
 def verify(path: Path) -> dict[str, Any]:
@@ -201,14 +222,32 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return tensors, optim, json.loads((path / "state.json").read_text())
 
 
-def latest_checkpoint(folder: Path, warn=print) -> tuple[Path, tuple] | None:
-    """The newest checkpoint that verifies and loads, falling back to older ones (and saying so)."""
+def latest_checkpoint(folder: Path, warn=print, move_aside: bool = False) -> tuple[Path, tuple] | None:
+    """The newest checkpoint that verifies and loads, falling back to older ones (and saying so).
+
+    With ``move_aside`` (the run that is about to write to ``folder``) each unusable one is moved to
+    ``folder/corrupt/``: kept for a look, but never again taken for the newest or counted among those pruning keeps.
+    """
     for path in list_checkpoints(folder):
         try:
             return path, load_checkpoint(path)
         except CheckpointError as exc:
-            warn(f"checkpoint {path.name} is unusable: {exc}; falling back to the previous one")
+            moved = f"; moved to {set_aside(path)}" if move_aside else ""
+            warn(f"checkpoint {path.name} is unusable: {exc}{moved}; falling back to the previous one")
     return None
+
+
+def set_aside(path: Path) -> Path:
+    """Move checkpoint ``path`` into ``corrupt/`` beside it (``epoch-0003.1`` if an ``epoch-0003`` is there)."""
+    aside = path.parent / CORRUPT
+    aside.mkdir(exist_ok=True)
+    target, count = aside / path.name, 0
+    while target.exists():
+        count += 1
+        target = aside / f"{path.name}.{count}"
+    os.replace(path, target)
+    fsync_dir(path.parent)
+    return target
 
 
 def restore_modules(tensors: dict[str, torch.Tensor], modules: dict[str, nn.Module]) -> None:

@@ -71,17 +71,17 @@ def test_build_gives_cyclic_search_with_eval_network_and_distill_heads():
 
 
 def test_joint_step_changes_alpha_eval_net_and_heads_but_not_search_weights():
-    strategy = make_strategy()
+    strategy = make_strategy(share_stem=False)
     s_net, e_net, distill = strategy.search_net, strategy.eval_net, strategy.distill
     weights, alpha = snapshot(s_net.weight_parameters()), snapshot(s_net.arch_parameters())
     e_before, heads = snapshot(e_net.parameters()), snapshot(distill.parameters())
     meter = Meter()
-    strategy.joint_step(*batch(), 1.0, meter)
+    strategy.joint_step(*batch(), 4.0, 1.0, meter)
 
     assert not any(changed(weights, s_net.weight_parameters()))
     for before, a in zip(alpha, s_net.arch_parameters(), strict=True):
         assert (before != a.detach()).all(), "every alpha entry gets a gradient from CE(S) and the KD term"
-    assert all(changed(heads, distill.parameters())), "heads and ensemble weights learn in step A"
+    assert all(changed(heads, distill.parameters())), "the heads learn in step A unless fixed"
     e_changed = changed(e_before, e_net.parameters())
     with_grad = [p.grad is not None for p in e_net.parameters()]
     assert e_changed == with_grad, "exactly E's parameters on the selected genotype move"
@@ -89,10 +89,32 @@ def test_joint_step_changes_alpha_eval_net_and_heads_but_not_search_weights():
     assert {"joint_ce_s", "joint_ce_e", "joint_kd", "joint_reg", "joint_loss"} <= set(meter.totals)
 
 
-def test_weight_step_after_joint_step_changes_only_search_weights():
+def test_shared_stem_is_one_module_trained_by_both_steps():
     strategy = make_strategy()
+    s_net, e_net = strategy.search_net, strategy.eval_net
+    assert e_net.stem is s_net.stem
+    stem = list(s_net.stem.parameters())
+    assert {id(p) for p in stem}.isdisjoint(id(p) for p in strategy.search_only)
+    others = snapshot(strategy.search_only)
+    before = snapshot(stem)
+    strategy.joint_step(*batch(), 4.0, 1.0, Meter())
+    assert all(changed(before, stem)), "step A trains the shared stem as part of E"
+    assert not any(changed(others, strategy.search_only))
+    before = snapshot(stem)
+    strategy.weight_step(*batch(2), Meter())
+    assert all(changed(before, stem)), "step B trains it as part of S"
+
+
+def test_separate_stems_when_not_shared():
+    strategy = make_strategy(share_stem=False)
+    assert strategy.eval_net.stem is not strategy.search_net.stem
+    assert len(strategy.search_only) == len(strategy.search_net.weight_parameters())
+
+
+def test_weight_step_after_joint_step_changes_only_search_weights():
+    strategy = make_strategy(share_stem=False)
     s_net, e_net, distill = strategy.search_net, strategy.eval_net, strategy.distill
-    strategy.joint_step(*batch(), 1.0, Meter())  # leaves gradients on alpha and E that step B must not apply
+    strategy.joint_step(*batch(), 4.0, 1.0, Meter())  # leaves gradients on alpha and E that step B must not apply
     weights, alpha = snapshot(s_net.weight_parameters()), snapshot(s_net.arch_parameters())
     e_before, heads = snapshot(e_net.parameters()), snapshot(distill.parameters())
     strategy.weight_step(*batch(2), Meter())
@@ -109,7 +131,7 @@ def test_joint_step_ablation_keeps_eval_net_fixed_but_trains_heads():
     e_net, distill = strategy.eval_net, strategy.distill
     e_before, heads = snapshot(e_net.parameters()), snapshot(distill.parameters())
     alpha = snapshot(strategy.search_net.arch_parameters())
-    strategy.joint_step(*batch(), 1.0, Meter())
+    strategy.joint_step(*batch(), 4.0, 1.0, Meter())
     assert not any(changed(e_before, e_net.parameters()))
     assert all(changed(heads, distill.parameters()))
     assert all(changed(alpha, strategy.search_net.arch_parameters()))
@@ -119,7 +141,7 @@ def test_no_distillation_ablation_has_no_heads_and_no_kd_term():
     strategy = make_strategy(distill=None)
     assert strategy.distill is None and "distill" not in strategy.modules()
     meter = Meter()
-    strategy.joint_step(*batch(), 0.0, meter)
+    strategy.joint_step(*batch(), 0.0, 0.0, meter)
     assert "joint_kd" not in meter.totals and "joint_reg" not in meter.totals
 
 
@@ -138,7 +160,8 @@ def test_alpha_is_only_in_the_alpha_optimizer(kind):
     assert arch | weights == {id(p) for p in net.parameters()}
     if kind == "cdarts":
         e_ids = ids(strategy.e_opt)
-        assert not e_ids & arch and not e_ids & weights
+        assert not e_ids & arch
+        assert e_ids & weights == {id(p) for p in strategy.search_net.stem.parameters()}, "only the shared stem"
         assert e_ids == {id(p) for p in [*strategy.eval_net.parameters(), *strategy.distill.parameters()]}
 
 
@@ -147,7 +170,7 @@ def test_first_order_darts_alpha_step_and_weight_step_are_separate():
     assert isinstance(strategy, FirstOrderDarts)
     net = strategy.search_net
     weights, alpha = snapshot(net.weight_parameters()), snapshot(net.arch_parameters())
-    strategy.alpha_step(*batch(), Meter())
+    strategy.alpha_step(*batch(), 0.0, Meter())
     assert not any(changed(weights, net.weight_parameters()))
     assert all(changed(alpha, net.arch_parameters()))
 
@@ -190,7 +213,7 @@ def test_search_epoch_reselects_eval_genotype_then_trains_e_on_val_and_s_on_trai
 
 
 def test_pretrain_epoch_trains_search_weights_only():
-    strategy = make_strategy(pretrain_epochs=1)
+    strategy = make_strategy(pretrain_epochs=1, share_stem=False)
     net = strategy.search_net
     alpha, e_before = snapshot(net.arch_parameters()), snapshot(strategy.eval_net.parameters())
     metrics = strategy.run_epoch(0)
@@ -206,3 +229,58 @@ def test_evaluate_reports_nan_for_eval_net_during_pretraining():
     assert math.isnan(metrics["e_val_acc"]) and math.isnan(metrics["e_test_acc"])
     assert 0 <= metrics["s_val_acc"] <= 100
     assert strategy.search_net.training and strategy.eval_net.training, "evaluation restores training mode"
+
+
+def test_alpha_adam_betas_default_to_the_papers_but_darts_keeps_the_darts_papers():
+    assert make_strategy().alpha_opt.param_groups[0]["betas"] == (0.5, 0.99)  # CDARTS Appendix A.1/A.2
+    assert build("optimizers", {"type": "adam"}, [torch.nn.Parameter(torch.zeros(1))]).defaults["betas"] == (0.5, 0.99)
+    assert make_strategy(type="darts").alpha_opt.param_groups[0]["betas"] == (0.5, 0.999)  # the DARTS paper
+
+
+def two_optimizer_grads(scope: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients after ``Runtime.step`` clips at 5 with ``clip_scope=scope`` (None: the default): ``a``'s norm is 6,
+    ``b``'s 12, sqrt(36 + 144) = 13.42 together; each has its own SGD optimizer."""
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(9))
+    optimizers = [torch.optim.SGD([a], lr=1.0), torch.optim.SGD([b], lr=1.0)]
+    runtime = Runtime(torch.device("cpu")) if scope is None else Runtime(torch.device("cpu"), clip_scope=scope)
+    runtime.step((3 * a).sum() + (4 * b).sum(), optimizers)
+    return a.grad, b.grad
+
+
+@pytest.mark.parametrize("scope", [None, "global"])
+def test_step_clips_one_norm_over_all_optimizers_by_default(scope):
+    a, b = two_optimizer_grads(scope)
+    scale = 5.0 / math.sqrt(6.0**2 + 12.0**2)
+    torch.testing.assert_close(a, torch.full((4,), 3.0 * scale))
+    torch.testing.assert_close(b, torch.full((9,), 4.0 * scale))
+    assert math.isclose(math.hypot(a.norm(), b.norm()), 5.0, rel_tol=1e-5)
+
+
+def test_step_clips_each_optimizer_alone_with_per_optimizer_scope():
+    a, b = two_optimizer_grads("per_optimizer")
+    torch.testing.assert_close(a, torch.full((4,), 3.0 * 5.0 / 6.0))
+    torch.testing.assert_close(b, torch.full((9,), 4.0 * 5.0 / 12.0))
+
+
+def test_runtime_rejects_an_unknown_clip_scope():
+    with pytest.raises(ValueError, match="clip_scope must be 'global' or 'per_optimizer', got 'both'"):
+        Runtime(torch.device("cpu"), clip_scope="both")
+
+
+def test_darts_regulariser_decays_on_the_cdarts_schedule():
+    strategy = make_strategy(type="darts", reg_weight=5.0, reg_stop_epoch=20)
+    assert FirstOrderDarts.reg_lambda is CyclicSearch.reg_lambda, "one schedule, shared"
+    assert strategy.regularizer is not None, "darts penalises skip_connect by default once reg_weight > 0"
+    assert [strategy.reg_lambda(e) for e in (0, 10, 20, 25)] == [5.0, 2.5, 0.0, 0.0]
+    assert make_strategy(type="darts").reg_lambda(0) == 0.0, "plain DARTS: no regulariser"
+
+
+def test_darts_alpha_step_uses_the_epochs_lambda():
+    strategy = make_strategy(type="darts", reg_weight=4.0, reg_stop_epoch=4)
+    metrics = strategy.run_epoch(3)  # search epoch 3 of 4: lambda' = 4 * (1 - 3/4)
+    assert metrics["lambda_reg"] == 1.0
+    reg = strategy.regularizer(strategy.search_net.arch_parameters())
+    terms: dict = {}
+    strategy.ctx.runtime.step = lambda loss, optimizers, named: terms.update(named)
+    strategy.alpha_step(*batch(), strategy.reg_lambda(3), Meter())
+    torch.testing.assert_close(terms["alpha.reg"], 1.0 * reg)

@@ -1,7 +1,7 @@
 """Knowledge distillation from the evaluation network E (teacher) to the search network S (student).
 
-``L_KD`` of the paper (Eq. 7-8) is ``T^2 * KL(p_E || q_S)`` over several levels: the final logits plus
-embeddings of stage outputs (see ``heads``), weighted by a learnable softmax.
+``L_KD`` of the paper (Eq. 7-8) is ``T^2 * KL(p_E || q_S)`` summed over several levels: the final logits plus
+embeddings of stage outputs (see ``heads``). The public code weights the levels by a learnable softmax instead.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdarts.config import Component, build
+from cdarts.config import Component, NonNegativeInt, PositiveFloat, build
 from cdarts.registry import losses
 from cdarts.spaces.base import StageOutputs
 
@@ -61,14 +61,15 @@ class SmoothL1Distillation(nn.Module):
 class MultiLevelDistillation(nn.Module):
     """KD between S and E at several levels: one shared head per listed stage, then the final logits.
 
-    Levels are weighted by ``softmax(ensemble_weights)``: a learnable vector (updated with alpha in the joint step)
-    or a constant zero buffer, i.e. uniform weights.
+    Levels are weighted by ``softmax(ensemble_weights)``: a constant zero buffer, i.e. uniform weights (Eq. 7 has
+    none), or a learnable vector (the public code's ``ensemble_param``, trained with E in the joint step). Trained by
+    the KD loss alone, learned weights drain onto the level with the smallest KD and so switch distillation off.
 
     Args:
         heads: one embedding module per entry of ``levels``, applied to both networks.
         levels: indices into ``StageOutputs.stages``.
         kd: the pairwise loss, called ``(student_logits, teacher_logits)``.
-        weighting: "learned" or "uniform".
+        weighting: "uniform" or "learned".
         combine: "sum" adds the weighted per-level losses (paper); "concat" concatenates the weighted level logits
             along the batch and calls ``kd`` once (public code).
     """
@@ -78,7 +79,7 @@ class MultiLevelDistillation(nn.Module):
         heads: Sequence[nn.Module],
         levels: Sequence[int],
         kd: nn.Module,
-        weighting: Literal["learned", "uniform"] = "learned",
+        weighting: Literal["uniform", "learned"] = "uniform",
         combine: Literal["sum", "concat"] = "sum",
     ):
         super().__init__()
@@ -128,7 +129,8 @@ class MultiLevelDistillation(nn.Module):
 
 @losses.register("kd_kl")
 def kd_kl(
-    *, temperature: float = 2.0, reduction: Literal["batchmean", "mean"] = "batchmean", detach_teacher: bool = False
+    *, temperature: PositiveFloat = 2.0, reduction: Literal["batchmean", "mean"] = "batchmean",
+    detach_teacher: bool = False,
 ) -> nn.Module:
     """Soft-target KL. "batchmean": sum over classes, mean over the batch (paper Eq. 7); "mean": mean over all
     elements (public ImageNet code, i.e. "batchmean" / num_classes). ``detach_teacher`` stops the KD gradient into
@@ -137,7 +139,7 @@ def kd_kl(
 
 
 @losses.register("kd_smooth_l1")
-def kd_smooth_l1(*, temperature: float = 2.0, detach_teacher: bool = False) -> nn.Module:
+def kd_smooth_l1(*, temperature: PositiveFloat = 2.0, detach_teacher: bool = False) -> nn.Module:
     """SmoothL1 on raw logits times T^2 (public CIFAR code)."""
     return SmoothL1Distillation(temperature=temperature, detach_teacher=detach_teacher)
 
@@ -147,18 +149,25 @@ def multi_level(
     stage_channels: list[int],
     num_classes: int,
     *,
-    levels: list[int] = [0, 1],  # noqa: B006 - the signature is the config schema; never mutated
+    levels: list[NonNegativeInt] = [0, 1],  # noqa: B006 - the signature is the config schema; never mutated
     head: Component("heads") = {"type": "aux_classifier"},  # noqa: B006
     kd: Component("losses") = {"type": "kd_kl"},  # noqa: B006
-    weighting: Literal["learned", "uniform"] = "learned",
+    weighting: Literal["uniform", "learned"] = "uniform",
     combine: Literal["sum", "concat"] = "sum",
+    fix_heads: bool = False,
 ) -> nn.Module:
     """Multi-level distillation (paper Sec. 3.3): ``head`` on each stage in ``levels`` plus the final logits.
 
-    ``stage_channels`` (channels of each stage output, shallow to deep) and ``num_classes`` come from the engine.
+    ``weighting``: uniform level weights (Eq. 7) or the public code's learned softmax. ``fix_heads`` keeps the heads
+    at their random initialisation, never trained (the public CIFAR and NAS-Bench-201 scripts' ``--fix_head``), so
+    the KD term can only shrink by moving S towards E, not by moving the heads. ``stage_channels`` (channels of each
+    stage output, shallow to deep) and ``num_classes`` come from the engine.
     """
     bad = [i for i in levels if not 0 <= i < len(stage_channels)]
     if bad:
         raise ValueError(f"multi_level: levels {bad} out of range for {len(stage_channels)} stages {stage_channels}")
     heads = [build("heads", head, stage_channels[i], num_classes) for i in levels]
+    if fix_heads:  # a frozen BN keeps scale 1 and shift 0: the public code's BN without affine
+        for module in heads:
+            module.requires_grad_(False)
     return MultiLevelDistillation(heads, levels, build("losses", kd), weighting=weighting, combine=combine)

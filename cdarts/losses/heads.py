@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cdarts.config import Fraction, PositiveInt
 from cdarts.ops.layers import AuxClassifierHead
 from cdarts.registry import heads
 
@@ -26,13 +27,24 @@ class PooledLinearHead(nn.Module):
 
 @heads.register("aux_classifier")
 def aux_classifier(
-    in_channels: int, num_classes: int, *, hidden: int = 128, features: int = 768, pool_kernel: int = 5
+    in_channels: int,
+    num_classes: int,
+    *,
+    hidden: PositiveInt = 128,
+    features: PositiveInt = 768,
+    pool_kernel: PositiveInt = 6,
+    pool_stride: PositiveInt = 2,
 ) -> nn.Module:
-    """The public code's head (pool_kernel 5 on CIFAR, 6 on ImageNet)."""
-    return AuxClassifierHead(in_channels, num_classes, hidden=hidden, features=features, pool_kernel=pool_kernel)
+    """The public code's distillation head: the DARTS auxiliary tower on a stage output.
+
+    The public CIFAR head pools with kernel 6 / stride 2 (the default here), the ImageNet one with 6 and 5.
+    """
+    return AuxClassifierHead(
+        in_channels, num_classes, hidden=hidden, features=features, pool_kernel=pool_kernel, pool_stride=pool_stride
+    )
 
 
 @heads.register("pooled_linear")
-def pooled_linear(in_channels: int, num_classes: int, *, dropout: float = 0.0) -> nn.Module:
+def pooled_linear(in_channels: int, num_classes: int, *, dropout: Fraction = 0.0) -> nn.Module:
     """Pooled features with a linear projection."""
     return PooledLinearHead(in_channels, num_classes, dropout=dropout)

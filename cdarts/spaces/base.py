@@ -1,9 +1,17 @@
 """What every network of every search space returns, so strategies and losses are space-agnostic."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from torch import Tensor
+
+StageTaps = Literal["after_reduction", "before_reduction"]
+"""Where a stage's output is read for distillation: after the block that reduces the resolution, or before it."""
+
+
+def check_stage_taps(taps: str) -> None:
+    if taps not in ("after_reduction", "before_reduction"):
+        raise ValueError(f"stage_taps must be 'after_reduction' or 'before_reduction', got {taps!r}")
 
 
 class StageOutputs(NamedTuple):

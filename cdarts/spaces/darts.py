@@ -8,7 +8,7 @@ nothing is ever copied between networks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +16,12 @@ from timm.layers import drop_path
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from cdarts.config import Registered
+from cdarts.config import PositiveInt, Range, Registered
 from cdarts.genotypes import DartsGenotype, Edge
 from cdarts.ops import DARTS_PRIMITIVES, build_op
 from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
-from cdarts.spaces.base import StageOutputs
+from cdarts.spaces.base import StageOutputs, StageTaps, check_stage_taps
 from cdarts.spaces.fastpath import (
     DiscreteEdge,
     EdgeInputs,
@@ -38,11 +38,24 @@ from cdarts.spaces.fastpath import (
 
 Stem = Literal["cifar", "imagenet"]
 CompileMode = Literal["none", "default", "reduce-overhead", "max-autotune"]
+Depth = Annotated[int, Range(ge=3, why="two reduction cells")]
+"""Cells in a DARTS network: at least one before, at and after each of the two reductions' thirds."""
 
 
 def reduction_indices(layers: int) -> tuple[int, int]:
     """Cells that halve the resolution: at one and two thirds of the depth, as in DARTS."""
     return layers // 3, 2 * layers // 3
+
+
+def stage_ends(layers: int, taps: StageTaps = "after_reduction") -> list[int]:
+    """The cells whose outputs are the stage outputs that CDARTS distils, then the last cell.
+
+    ``after_reduction`` taps each reduction cell's output (the public CDARTS code: 128 channels at 16 px and 256 at
+    8 px for C=16 on CIFAR); ``before_reduction`` the cell before it (the last cell at the stage's resolution).
+    """
+    check_stage_taps(taps)
+    offset = 0 if taps == "after_reduction" else -1
+    return [i + offset for i in reduction_indices(layers)] + [layers - 1]
 
 
 def cell_edges(nodes: int) -> list[tuple[int, int]]:
@@ -201,6 +214,7 @@ class DartsSupernet(nn.Module):
         batch_edges: bool = True,
         channels_last: bool = True,
         checkpoint_cells: bool = False,
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         super().__init__()
         self.primitives = tuple(primitives)
@@ -220,7 +234,7 @@ class DartsSupernet(nn.Module):
             ))
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c_curr
-        self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
+        self.stage_ends = stage_ends(layers, stage_taps)
         self.num_features = c_p
         self.classifier = nn.Linear(c_p, num_classes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(self.primitives)))
@@ -365,6 +379,7 @@ class DartsNetwork(nn.Module):
         nodes: int = 4,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         batch_edges: bool = True,
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         super().__init__()
         if genotype is None and not shared:
@@ -394,7 +409,7 @@ class DartsNetwork(nn.Module):
                 self.auxiliary_head = AuxClassifierHead(
                     c_p, num_classes, pool_stride=2 if imagenet else 3, final_bn=not imagenet
                 )
-        self.stage_ends = [i - 1 for i in reductions] + [layers - 1]
+        self.stage_ends = stage_ends(layers, stage_taps)
         self.num_features = c_p
         self.classifier = nn.Linear(c_p, num_classes)
         if genotype is not None:
@@ -447,6 +462,7 @@ class DartsSpace:
         stem_multiplier: int,
         primitives: Sequence[str],
         compile_mode: CompileMode = "none",
+        stage_taps: StageTaps = "after_reduction",
         **supernet_options: bool,
     ) -> None:
         self.num_classes, self.in_chans = num_classes, in_chans
@@ -454,12 +470,13 @@ class DartsSpace:
         self.stem, self.stem_multiplier, self.primitives = stem, stem_multiplier, tuple(primitives)
         self.edges = cell_edges(nodes)
         self.compile_mode, self.supernet_options = compile_mode, supernet_options
+        self.stage_taps = stage_taps
 
     def supernet(self) -> DartsSupernet:
         """S with the space's speed options (see ``DartsSupernet``); with ``compile_mode``, each cell is compiled."""
         net = DartsSupernet(
             self.num_classes, self.in_chans, self.channels, self.layers, self.nodes, self.stem, self.stem_multiplier,
-            self.primitives, **self.supernet_options,
+            self.primitives, stage_taps=self.stage_taps, **self.supernet_options,
         )
         if self.compile_mode != "none":
             for cell in net.cells:
@@ -471,7 +488,7 @@ class DartsSpace:
         net = DartsNetwork(
             genotype, self.num_classes, self.in_chans, self.channels, self.eval_layers, self.stem,
             stem_multiplier=self.stem_multiplier, shared=True, nodes=self.nodes, primitives=self.primitives,
-            batch_edges=self.supernet_options.get("batch_edges", True),
+            batch_edges=self.supernet_options.get("batch_edges", True), stage_taps=self.stage_taps,
         )
         return net.to(memory_format=torch.channels_last) if self.supernet_options.get("channels_last") else net
 
@@ -495,12 +512,12 @@ def darts(
     num_classes: int,
     in_chans: int,
     *,
-    channels: int = 16,
-    layers: int = 8,
-    eval_layers: int = 20,
-    nodes: int = 4,
+    channels: PositiveInt = 16,
+    layers: Depth = 8,
+    eval_layers: Depth = 20,
+    nodes: PositiveInt = 4,
     stem: Stem = "cifar",
-    stem_multiplier: int = 3,
+    stem_multiplier: PositiveInt = 3,
     primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),  # noqa: B006 - schema default
     skip_zero: bool = True,
     share_inputs: bool = True,
@@ -508,8 +525,12 @@ def darts(
     channels_last: bool = True,
     checkpoint_cells: bool = False,
     compile_mode: CompileMode = "none",
+    stage_taps: StageTaps = "after_reduction",
 ) -> DartsSpace:
     """The DARTS space. ``layers`` is the search network's depth, ``eval_layers`` the evaluation network's.
+
+    ``stage_taps`` chooses the stage outputs that distillation heads read (see ``stage_ends``): after each reduction
+    cell as the public CDARTS code (the paper says only "the outputs of each stage"), or the cell before it.
 
     The rest are speed switches of the supernet S, all exact (see ``DartsSupernet``; the defaults are the fastest
     exact path on CPU). ``compile_mode`` compiles S's cells with ``torch.compile`` (``reduce-overhead`` adds CUDA
@@ -517,6 +538,6 @@ def darts(
     """
     return DartsSpace(
         num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives, compile_mode,
-        skip_zero=skip_zero, share_inputs=share_inputs, batch_edges=batch_edges, channels_last=channels_last,
+        stage_taps, skip_zero=skip_zero, share_inputs=share_inputs, batch_edges=batch_edges, channels_last=channels_last,
         checkpoint_cells=checkpoint_cells,
     )

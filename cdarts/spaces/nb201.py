@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdarts.config import Registered
+from cdarts.config import PositiveInt, Registered
 from cdarts.genotypes import NB201_EDGES, Edge, NB201Genotype, nb201_ops
 from cdarts.ops import NB201_PRIMITIVES, build_op
 from cdarts.ops.layers import ReLUConvBN
 from cdarts.registry import spaces
-from cdarts.spaces.base import StageOutputs
+from cdarts.spaces.base import StageOutputs, StageTaps, check_stage_taps
 from cdarts.spaces.darts import MixedOp
 
 NODES = 3
@@ -43,8 +43,10 @@ class NB201Skeleton(nn.Module):
     """Stem, ``3 * cells_per_stage`` cells (built by ``make_cell(channels)``), the two blocks, BN-ReLU and classifier:
     the layout that S and the discrete networks share.
 
-    ``run_stages`` returns the output of each stage's last cell (before the next block, and the last one before
-    the final BN-ReLU), so S and E of the same sizes give stage outputs of the same shapes.
+    ``run_stages`` returns one feature map per stage, so S and E of the same sizes give stage outputs of the same
+    shapes: with ``stage_taps="after_reduction"`` (the public CDARTS code) the output of each residual block, with
+    ``"before_reduction"`` the output of the stage's last cell before it; the last stage's is its last cell's output
+    (before the final BN-ReLU).
     """
 
     def __init__(
@@ -54,8 +56,10 @@ class NB201Skeleton(nn.Module):
         channels: int,
         cells_per_stage: int,
         make_cell: Callable[[int], nn.Module],
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         super().__init__()
+        check_stage_taps(stage_taps)
         if cells_per_stage < 1:
             raise ValueError(f"cells_per_stage must be at least 1, got {cells_per_stage}")
         self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
@@ -63,6 +67,7 @@ class NB201Skeleton(nn.Module):
         self.cells = nn.ModuleList(make_cell(width) for width in widths for _ in range(cells_per_stage))
         self.reductions = nn.ModuleList(ResNetBasicBlock(widths[s], widths[s + 1]) for s in range(len(widths) - 1))
         self.stage_ends = [(stage + 1) * cells_per_stage - 1 for stage in range(len(widths))]
+        self.stage_taps = stage_taps
         self.num_features = widths[-1]
         self.lastact = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(widths[-1], num_classes)
@@ -71,11 +76,14 @@ class NB201Skeleton(nn.Module):
         blocks = {end + 1: block for end, block in zip(self.stage_ends, self.reductions, strict=False)}
         x = self.stem(x)
         stages: list[Tensor] = []
+        after = self.stage_taps == "after_reduction"
         for i, cell in enumerate(self.cells):
             if i in blocks:
                 x = blocks[i](x)
+                if after:
+                    stages.append(x)
             x = run_cell(cell, x)
-            if i in self.stage_ends:
+            if i == self.stage_ends[-1] or (i in self.stage_ends and not after):
                 stages.append(x)
         logits = self.classifier(F.adaptive_avg_pool2d(self.lastact(x), 1).flatten(1))
         return StageOutputs(logits, stages)
@@ -114,10 +122,12 @@ class NB201Supernet(NB201Skeleton):
         channels: int = 16,
         cells_per_stage: int = 5,
         primitives: Sequence[str] = NB201_PRIMITIVES,
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         primitives = tuple(primitives)
         super().__init__(
-            num_classes, in_chans, channels, cells_per_stage, lambda width: NB201SearchCell(primitives, width)
+            num_classes, in_chans, channels, cells_per_stage, lambda width: NB201SearchCell(primitives, width),
+            stage_taps,
         )
         self.primitives = primitives
         self.edges = list(NB201_EDGES)
@@ -202,6 +212,7 @@ class NB201Network(NB201Skeleton):
         cells_per_stage: int = 5,
         shared: bool = False,
         primitives: Sequence[str] = NB201_PRIMITIVES,
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         if genotype is None and not shared:
             raise ValueError("a discrete network needs a genotype (only a shared network can start without one)")
@@ -210,7 +221,9 @@ class NB201Network(NB201Skeleton):
             candidates = [(i, j, op) for i, j in NB201_EDGES for op in primitives]
         else:
             candidates = [(i, j, op) for (i, j), op in zip(NB201_EDGES, nb201_ops(genotype), strict=True)]
-        super().__init__(num_classes, in_chans, channels, cells_per_stage, lambda width: NB201Cell(candidates, width))
+        super().__init__(
+            num_classes, in_chans, channels, cells_per_stage, lambda width: NB201Cell(candidates, width), stage_taps
+        )
         self.primitives = primitives
         self.genotype: NB201Genotype | None = None
         if genotype is not None:
@@ -241,20 +254,29 @@ class NB201Space:
     default_discretizer = {"type": "argmax"}
 
     def __init__(
-        self, num_classes: int, in_chans: int, channels: int, cells_per_stage: int, primitives: Sequence[str]
+        self,
+        num_classes: int,
+        in_chans: int,
+        channels: int,
+        cells_per_stage: int,
+        primitives: Sequence[str],
+        stage_taps: StageTaps = "after_reduction",
     ) -> None:
         self.num_classes, self.in_chans = num_classes, in_chans
         self.channels, self.cells_per_stage, self.primitives = channels, cells_per_stage, tuple(primitives)
+        self.stage_taps = stage_taps
         self.edges = list(NB201_EDGES)
 
     def supernet(self) -> NB201Supernet:
-        return NB201Supernet(self.num_classes, self.in_chans, self.channels, self.cells_per_stage, self.primitives)
+        return NB201Supernet(
+            self.num_classes, self.in_chans, self.channels, self.cells_per_stage, self.primitives, self.stage_taps
+        )
 
     def eval_network(self, genotype: NB201Genotype | None = None) -> NB201Network:
         """The weight-shared evaluation network E (the search sizes)."""
         return NB201Network(
             genotype, self.num_classes, self.in_chans, self.channels, self.cells_per_stage, shared=True,
-            primitives=self.primitives,
+            primitives=self.primitives, stage_taps=self.stage_taps,
         )
 
     def discrete(self, genotype: NB201Genotype, **overrides) -> NB201Network:
@@ -275,9 +297,13 @@ def nas_bench_201(
     num_classes: int,
     in_chans: int,
     *,
-    channels: int = 16,
-    cells_per_stage: int = 5,
+    channels: PositiveInt = 16,
+    cells_per_stage: PositiveInt = 5,
     primitives: list[Registered("ops")] = list(NB201_PRIMITIVES),  # noqa: B006 - schema default
+    stage_taps: StageTaps = "after_reduction",
 ) -> NB201Space:
-    """The NAS-Bench-201 space: ``cells_per_stage`` cells in each of three stages of width C, 2C, 4C."""
-    return NB201Space(num_classes, in_chans, channels, cells_per_stage, primitives)
+    """The NAS-Bench-201 space: ``cells_per_stage`` cells in each of three stages of width C, 2C, 4C.
+
+    ``stage_taps``: the distilled stage outputs are read after each residual block (public CDARTS code) or before it.
+    """
+    return NB201Space(num_classes, in_chans, channels, cells_per_stage, primitives, stage_taps)
