@@ -538,6 +538,6 @@ def darts(
     """
     return DartsSpace(
         num_classes, in_chans, channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives, compile_mode,
-        stage_taps, skip_zero=skip_zero, share_inputs=share_inputs, batch_edges=batch_edges, channels_last=channels_last,
-        checkpoint_cells=checkpoint_cells,
+        stage_taps, skip_zero=skip_zero, share_inputs=share_inputs, batch_edges=batch_edges,
+        channels_last=channels_last, checkpoint_cells=checkpoint_cells,
     )
