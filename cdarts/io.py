@@ -9,10 +9,14 @@ import errno
 import io
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+"""The name of ``atomic_write``'s temporary file: ``.metrics.csv.1f0c9a2b.tmp`` beside ``metrics.csv``."""
 
 
 def first_line(exc: BaseException) -> str:
@@ -48,6 +52,22 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files ``atomic_write`` left in ``folder`` when its process was killed mid-write; return
+    them. Only the folder's one writer (the holder of its lock) may call this: another's temporaries would go too."""
+    found = [p for p in Path(folder).glob(".*.tmp") if TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def _create_temporary(path: Path) -> Path:
