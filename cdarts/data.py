@@ -5,12 +5,14 @@ random choices that decide *which* images go where use fixed seeds, so a config 
 """
 from __future__ import annotations
 
+import random
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -225,6 +227,46 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_000 + epoch
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The augmentation seed of ``rank`` in a loader seeded with ``seed``: distinct per rank, fixed per loader."""
+    return int(np.random.SeedSequence([seed % 2**64, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class RankLoader(DataLoader):
+    """A DataLoader of one rank's shard whose augmentation draws from random streams of its own.
+
+    ``generator`` (seeded with the rank's seed) seeds the worker processes. Without workers, the dataset's transforms
+    would draw from the process's global RNGs, which every rank seeds alike; this loader swaps in torch, numpy and
+    Python ``random`` streams seeded from ``generator`` around every batch, so the ranks draw differently, the
+    global streams are left as they were, and a loader rebuilt with the same seed replays the same draws.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = super().__iter__()
+        return batches if self.num_workers > 0 else self._own_streams(batches)
+
+    def _own_streams(self, batches: Iterator[Any]) -> Iterator[Any]:
+        seed = int(torch.randint(2**62, (), generator=self.generator))
+        streams = (torch.Generator().manual_seed(seed).get_state(),
+                   np.random.RandomState(np.random.SeedSequence(seed).generate_state(4)).get_state(),
+                   random.Random(seed).getstate())
+        while True:
+            outer = torch.get_rng_state(), np.random.get_state(), random.getstate()
+            torch.set_rng_state(streams[0])
+            np.random.set_state(streams[1])
+            random.setstate(streams[2])
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                streams = torch.get_rng_state(), np.random.get_state(), random.getstate()
+                torch.set_rng_state(outer[0])
+                np.random.set_state(outer[1])
+                random.setstate(outer[2])
+            yield batch
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -238,15 +280,25 @@ def make_loader(
 ) -> DataLoader:
     """A loader whose order is fixed by ``seed``; build one per epoch with ``seed=epoch_seed(run_seed, epoch)``.
 
-    The seeded generator also seeds the worker processes, so augmentation in workers replays too; with
-    ``num_workers=0`` augmentation draws from torch's global RNG, which the engine seeds or checkpoints.
+    In one process the seeded generator also seeds the worker processes, so augmentation in workers replays too;
+    with ``num_workers=0`` augmentation draws from torch's global RNG, which the engine seeds or checkpoints.
+
     With several processes, every rank draws the same seeded order and keeps every ``world_size``-th item from
-    ``rank`` on, so the ranks see disjoint shards of one shuffle.
+    ``rank`` on, so the ranks see disjoint shards of one shuffle. A training loader (``drop_last``) first repeats
+    the order's first few items until it divides by ``world_size``, as ``DistributedSampler`` pads: every rank then
+    runs the same number of steps, whose collectives would otherwise mismatch. An evaluation loader (``drop_last``
+    false) is not padded, so every image is counted exactly once; its ranks may differ by one batch and must not
+    meet in a collective per batch. Augmentation, in workers or not, draws from the rank's own seed
+    (:func:`rank_seed`, :class:`RankLoader`): the ranks crop and flip differently, while the global RNG, which
+    initialises the networks, stays equal on all of them.
     """
     generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
         order = torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
-        dataset, shuffle = Subset(dataset, order[rank::world_size].tolist()), False
+        short = -len(order) % world_size
+        if drop_last and short:
+            order = torch.cat([order, order.repeat(short // len(order) + 1)[:short]])
+        dataset = Subset(dataset, order[rank::world_size].tolist())
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if drop_last and len(dataset) < batch_size:
@@ -254,6 +306,9 @@ def make_loader(
             f"dataset of {len(dataset)} images is smaller than one batch of {batch_size}; "
             "lower batch_size or use more data"
         )
+    if world_size > 1:
+        return RankLoader(dataset, batch_size=batch_size, drop_last=drop_last, num_workers=num_workers,
+                          generator=torch.Generator().manual_seed(rank_seed(seed, rank)))
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image
+from torch.utils.data import Subset, TensorDataset
 
 from cdarts.data import (
     Cutout,
     DatasetSplits,
+    InMemoryImages,
     cifar10,
     digits,
     epoch_seed,
@@ -232,3 +235,45 @@ def test_cifar10_jpeg_mini_through_imagefolder() -> None:
     assert splits.class_names[0] == "airplane"
     images, labels = next(iter(make_loader(splits.test, 8, shuffle=True, seed=0)))
     assert images.shape == (8, 3, 32, 32) and labels.max() < 10
+
+
+def one_image_copies(count: int, pad: int = 2) -> InMemoryImages:
+    """``count`` copies of one 8 px image with random-crop augmentation: two batches differ only by their crops."""
+    image = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)
+    padded = F.pad(image, (pad,) * 4).expand(count, 1, 8 + 2 * pad, 8 + 2 * pad).contiguous()
+    return InMemoryImages(padded, torch.zeros(count, dtype=torch.long), pad, augment=True)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_ranks_draw_their_own_augmentation_and_a_rebuilt_loader_replays_it(num_workers: int) -> None:
+    copies = one_image_copies(64)
+
+    def first_batch(rank: int, world_size: int, global_seed: int = 0) -> torch.Tensor:
+        torch.manual_seed(global_seed)  # every process seeds torch alike, so that the networks start equal
+        loader = make_loader(copies, 16, shuffle=True, seed=epoch_seed(0, 2), num_workers=num_workers, rank=rank,
+                             world_size=world_size)
+        return next(iter(loader))[0]
+
+    assert not torch.equal(first_batch(0, 2), first_batch(1, 2))
+    assert torch.equal(first_batch(1, 2), first_batch(1, 2, global_seed=7)), "a rank's draws depend on its seeds only"
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    next(iter(make_loader(copies, 16, shuffle=True, seed=0, num_workers=num_workers, rank=1, world_size=2)))
+    assert torch.equal(torch.get_rng_state(), before), "augmentation left the networks' RNG alone"
+    if num_workers == 0:  # one process draws from torch's global RNG, as before ranks had seeds of their own
+        assert torch.equal(first_batch(0, 1), first_batch(0, 1)) and not torch.equal(first_batch(0, 1, 1),
+                                                                                     first_batch(0, 1))
+
+
+def test_training_shards_pad_to_equal_batch_counts_and_eval_shards_count_each_image_once() -> None:
+    indices = TensorDataset(torch.arange(255), torch.arange(255))
+    train = [make_loader(indices, 64, shuffle=True, seed=3, rank=rank, world_size=2) for rank in (0, 1)]
+    assert [len(loader) for loader in train] == [2, 2]
+    seen = torch.cat([x for loader in train for x, _ in loader])
+    assert len(seen) == 256 and seen.unique().numel() == 255, "one image repeated to fill rank 1's shard"
+    assert len(make_loader(indices, 64, shuffle=True, seed=3)) == 3, "one process: batches as before"
+    assert [len(make_loader(Subset(indices, range(127)), 64, shuffle=True, seed=0, rank=rank, world_size=2))
+            for rank in (0, 1)] == [1, 1], "127 images on 2 ranks: one batch each, not an error on rank 1"
+    evaluation = [make_loader(indices, 100, shuffle=False, seed=0, drop_last=False, rank=rank, world_size=2)
+                  for rank in (0, 1)]
+    assert sorted(torch.cat([x for loader in evaluation for x, _ in loader]).tolist()) == list(range(255))

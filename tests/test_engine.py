@@ -244,3 +244,85 @@ def test_bf16_autocast_runs_the_cycle_with_float32_architecture_parameters(tiny_
     with ctx.runtime.autocast():
         assert strategy.search_net(x).dtype == torch.bfloat16
         assert strategy.eval_net(x).dtype == torch.bfloat16
+
+
+UNEVEN_DRIVER = """
+import json, os, sys
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+from torch.utils.data import Subset
+from cdarts.data import DatasetSplits, InMemoryImages
+from cdarts.engine import search
+from cdarts.registry import datasets
+from cdarts.strategies.base import SearchStrategy
+
+
+@datasets.register("one_image")
+def one_image(*, augment: bool = True) -> DatasetSplits:
+    image = torch.linspace(-1, 1, 3 * 64).reshape(1, 3, 8, 8)
+    padded = F.pad(image, (1, 1, 1, 1)).expand(530, 3, 10, 10).contiguous()
+    labels = torch.arange(530) % 2
+    return DatasetSplits(Subset(InMemoryImages(padded, labels, 1, augment), range(510)),
+                         Subset(InMemoryImages(padded, labels, 1, False), range(510, 530)), 2, 3, 8, (0.0,) * 3,
+                         (1.0,) * 3, ["a", "b"])
+
+
+rank = int(os.environ["RANK"])
+record = {"first_train_batches": []}
+batches = SearchStrategy.batches
+
+
+def dump():
+    with open(os.path.join(sys.argv[3], f"rank{rank}.json"), "w") as handle:
+        json.dump(record, handle)
+
+
+def recording(self, split, epoch, repeat=0):
+    for index, (x, y) in enumerate(batches(self, split, epoch, repeat)):
+        if split == "train" and index == 0:
+            record["first_train_batches"].append(x[:8].tolist())
+            dump()
+        yield x, y
+
+
+SearchStrategy.batches = recording
+result = search(sys.argv[1], output=sys.argv[2])
+record.update(world_size=PartialState().num_processes, alpha=result.history[-1]["alpha"])
+dump()
+"""
+
+
+@pytest.fixture(scope="module")
+def uneven_two_process_run(tmp_path_factory, tiny_config, cli_env):
+    """Two gloo processes search 510 copies of one image, split 255/255: 128 + 127 images per half at batch 64."""
+    folder = tmp_path_factory.mktemp("uneven")
+    config = folder / "uneven.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(data={"type": "one_image"}, batch_size=64, dist_timeout_s=30,
+                                                 strategy={"epochs": 1})))
+    (folder / "driver.py").write_text(UNEVEN_DRIVER)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
+    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([*launch, str(folder / "driver.py"), str(config), str(folder / "run"), str(folder)],
+                            env=env, capture_output=True, text=True, timeout=240)
+    ranks = [json.loads(path.read_text()) if path.is_file() else {} for path in (folder / "rank0.json",
+                                                                                 folder / "rank1.json")]
+    return result, ranks, folder / "run"
+
+
+def test_two_processes_finish_a_search_whose_split_gives_the_ranks_unequal_shards(uneven_two_process_run):
+    result, ranks, run_dir = uneven_two_process_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["alpha"] == ranks[1]["alpha"], "the networks started equal and stayed in step"
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+
+
+def test_two_processes_crop_their_images_differently(uneven_two_process_run):
+    _, ranks, _ = uneven_two_process_run
+    draws = [torch.tensor(r["first_train_batches"][0]) for r in ranks]
+    assert draws[0].shape == draws[1].shape == (8, 3, 8, 8)
+    assert not torch.equal(draws[0], draws[1]), "the same image got the same crops on both ranks"

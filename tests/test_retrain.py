@@ -302,3 +302,31 @@ def test_demo_reaches_95_percent_and_its_export_reproduces_it(tmp_path):
     export(result.run_dir, tmp_path / "export")
     measured = evaluate_model(f"local-dir:{tmp_path / 'export'}")
     assert measured["top1"] == pytest.approx(result.summary["test_top1_at_best"], abs=1e-9)
+
+
+def test_two_processes_retrain_a_train_split_that_shards_unevenly_and_count_each_test_image_once(tmp_path):
+    """255 train images at batch 64 on 2 gloo processes: 128 + 127 images, padded to 2 updates on both ranks."""
+    import socket
+
+    from conftest import cli_env
+
+    from cdarts.evaluate import evaluate_model
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = write_config(tmp_path / "uneven.yaml", tiny(val_fraction=0.8225, batch_size=64, epochs=1,
+                                                         dist_timeout_s=30))
+    assert len(build_data(load_retrain_config(config)).train) == 255
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+              str(port), "-m", "cdarts.cli.train"]
+    result = subprocess.run([*launch, "--config", str(config), "--output", str(tmp_path / "run"), "--no-progress"],
+                            env={**cli_env(), "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = read_rows(tmp_path / "run" / "metrics.csv")[-1]
+    assert int(row["step"]) == 2
+    alone = evaluate_model(str(tmp_path / "run"), split="test", device="cpu")
+    assert alone["images"] == 359
+    assert float(row["test_top1"]) == pytest.approx(alone["top1"], abs=1e-3), "each test image counted once"
