@@ -100,6 +100,9 @@ class DatasetSplits:
         train: training images with training augmentation; the search splits it into its two halves.
         test: held-out images with the evaluation transform; never trained on during search.
         search_val: when set (imagenet), the search uses it as its val half instead of splitting ``train``.
+        search_val_eval: ``search_val``'s images with the evaluation transform, on which the search measures val
+            accuracy and re-estimates BN statistics (unset: the engine builds the dataset again with
+            ``augment: false``).
     """
 
     train: Dataset
@@ -111,6 +114,7 @@ class DatasetSplits:
     std: tuple[float, ...]
     class_names: list[str]
     search_val: Dataset | None = None
+    search_val_eval: Dataset | None = None
 
 
 class InMemoryImages(Dataset):
@@ -509,13 +513,17 @@ def imagenet(
     test_fraction: float = 1.0,
     augment: bool = True,
     color_jitter: bool = True,
+    hue: float = 0.2,
     num_classes: int | None = None,
 ) -> DatasetSplits:
     """ImageNet in ``root/train/<class>`` and ``root/val/<class>``, with the per-class subsets the search uses.
 
     ``train`` is a seeded ``train_fraction_per_class`` of each class and ``search_val`` another, disjoint
     ``val_fraction_per_class`` (0 leaves ``search_val`` unset, so the search splits ``train``); both carry training
-    augmentation. For full training pass ``train_fraction_per_class: 1.0, val_fraction_per_class: 0``.
+    augmentation: random resized crop, horizontal flip and, with ``color_jitter``, ColorJitter of brightness,
+    contrast and saturation 0.4 and ``hue`` (in [0, 0.5]; 0.2 as in the public CDARTS and DARTS ImageNet code, 0
+    leaves hue alone). ``search_val_eval`` holds the ``search_val`` images without augmentation. For full training
+    pass ``train_fraction_per_class: 1.0, val_fraction_per_class: 0``.
     ``test`` is ``root/val``, per-class subsampled to ``test_fraction``. ``num_classes``, when set, must match the
     class folders. An unreadable image is an error naming the file when it is loaded.
     """
@@ -525,6 +533,8 @@ def imagenet(
             f"val_fraction_per_class must be in [0, 1) and sum with train_fraction_per_class "
             f"({train_fraction_per_class}) to at most 1, got {val_fraction_per_class}"
         )
+    if not 0 <= hue <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5], got {hue}")
     base = require_folder(Path(root))
     train_folder = image_folder(require_folder(base / "train"), num_classes)
     val_folder = image_folder(require_folder(base / "val"))
@@ -533,15 +543,16 @@ def imagenet(
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     evaluate = T.Compose([T.Resize(round(image_size / 0.875)), T.CenterCrop(image_size), *normalize])
     if augment:
-        jitter = [T.ColorJitter(0.4, 0.4, 0.4)] if color_jitter else []
+        jitter = [T.ColorJitter(0.4, 0.4, 0.4, hue)] if color_jitter else []
         train_transform = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), *jitter, *normalize])
     else:
         train_transform = evaluate
     train_idx = per_class_subset(train_folder.targets, train_fraction_per_class, SPLIT_SEED)
-    search_val = None
+    search_val = search_val_eval = None
     if val_fraction_per_class > 0:
         val_idx = per_class_subset(train_folder.targets, val_fraction_per_class, SPLIT_SEED, exclude=train_idx)
         search_val = TransformedSubset(train_folder, val_idx, train_transform)
+        search_val_eval = TransformedSubset(train_folder, val_idx, evaluate)
     test_idx = per_class_subset(val_folder.targets, test_fraction, SPLIT_SEED)
     return DatasetSplits(
         train=TransformedSubset(train_folder, train_idx, train_transform),
@@ -553,4 +564,5 @@ def imagenet(
         std=IMAGENET_STD,
         class_names=list(train_folder.classes),
         search_val=search_val,
+        search_val_eval=search_val_eval,
     )

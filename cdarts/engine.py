@@ -47,6 +47,7 @@ def search_config(
     cpu: bool = False,
     threads: int | None = None,
     grad_clip: float | None = 5.0,
+    clip_scope: Literal["global", "per_optimizer"] = "global",
     max_steps_per_epoch: int | None = None,
     eval_bn_batches: int = 10,
     keep_checkpoints: int = 2,
@@ -61,8 +62,10 @@ def search_config(
     ``train_fraction`` splits the training set into S's train half and the val half (seeded shuffle);
     ``discretizer: null`` takes the space's own rule (top-2 for DARTS, argmax for NAS-Bench-201);
     ``threads`` sets torch's CPU threads (at tiny sizes one thread can beat two); ``max_steps_per_epoch``
-    caps the batches per epoch (quick trials, benchmarks); ``eval_bn_batches`` re-estimates BN statistics on that many
-    val batches before each eval-mode accuracy (0: use the running statistics as they are); ``benchmark`` looks up
+    caps the batches per epoch (quick trials, benchmarks); ``grad_clip`` bounds the gradient norm of every step, one
+    norm over all the step's parameters (``clip_scope: global``, the public code) or each optimizer's alone
+    (``per_optimizer``: step A clips alpha and E separately); ``eval_bn_batches`` re-estimates BN statistics on that
+    many val batches before each eval-mode accuracy (0: use the running statistics as they are); ``benchmark`` looks up
     every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``). A NaN or inf loss
     term or alpha ``nonfinite: stop``s the run naming the term, or with ``skip`` drops that step (warning, and
     counting ``skipped_batches``) until more than ``max_skipped_batches`` were dropped. ``dist_timeout_s`` bounds
@@ -171,10 +174,10 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
     splits = build("datasets", data_spec)
     if splits.search_val is not None:
         train, val = splits.train, splits.search_val
-        val_eval = val
+        val_eval = splits.search_val_eval if splits.search_val_eval is not None else plain_splits(data_spec).search_val
     else:
         train, val = search_split(splits.train, cfg["train_fraction"], cfg["seed"])
-        val_eval = Subset(plain_train(data_spec), val.indices)
+        val_eval = Subset(plain_splits(data_spec).train, val.indices)
     data = {"train": train, "val": val, "test": splits.test, "val_eval": val_eval}
     space = build("spaces", cfg["space"], splits.num_classes, splits.in_chans)
     if benchmark is not None and space.name != benchmark.space:
@@ -298,11 +301,11 @@ def peak_memory(device: torch.device) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
 
 
-def plain_train(data_spec: dict) -> Any:
-    """The training set without augmentation, for measuring accuracy on the val split."""
+def plain_splits(data_spec: dict) -> Any:
+    """The dataset's splits without augmentation, for measuring accuracy and re-estimating BN on the val split."""
     if "augment" not in config_parameters(datasets.get(data_spec["type"])):
-        return build("datasets", data_spec).train
-    return build("datasets", {**data_spec, "augment": False}).train
+        return build("datasets", data_spec)
+    return build("datasets", {**data_spec, "augment": False})
 
 
 def check_ranges(cfg: dict) -> None:
@@ -320,7 +323,7 @@ def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
     dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
     return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"], cfg["nonfinite"],
-                   cfg["max_skipped_batches"], warn=accelerator.print)
+                   cfg["max_skipped_batches"], warn=accelerator.print, clip_scope=cfg["clip_scope"])
 
 
 @cache

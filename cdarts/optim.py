@@ -30,9 +30,10 @@ def sgd(
 
 @optimizers.register("adam")
 def adam(
-    params: Params, *, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 0.0,
+    params: Params, *, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.99), weight_decay: float = 0.0,
     eps: float = 1e-8,
 ) -> Optimizer:
+    """Adam; the default betas are the CDARTS paper's for alpha (Appendix A), the public code's are (0.5, 0.999)."""
     return create_optimizer_v2(params, opt="adam", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
                                foreach=True)
 

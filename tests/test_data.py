@@ -195,6 +195,35 @@ def test_imagenet_per_class_fractions_are_disjoint(tmp_path: Path) -> None:
     assert imagenet(root=str(tmp_path), image_size=32, val_fraction_per_class=0).search_val is None
 
 
+def test_imagenet_color_jitter_has_the_public_codes_hue(tmp_path: Path) -> None:
+    make_tree(tmp_path, "train", {"n01": 10, "n02": 10})
+    make_tree(tmp_path, "val", {"n01": 2, "n02": 2})
+
+    def jitter(**options: float) -> torchvision.transforms.ColorJitter:
+        transforms = imagenet(root=str(tmp_path), image_size=16, **options).train.transform.transforms
+        return next(t for t in transforms if isinstance(t, torchvision.transforms.ColorJitter))
+
+    default = jitter()
+    assert (default.brightness, default.contrast, default.saturation) == ((0.6, 1.4),) * 3
+    assert default.hue == (-0.2, 0.2)
+    assert jitter(hue=0.0).hue is None
+    with pytest.raises(ValueError, match=r"^hue must be in \[0, 0.5\], got 0.7$"):
+        imagenet(root=str(tmp_path), image_size=16, hue=0.7)
+
+
+def test_imagenet_search_val_eval_is_search_val_without_augmentation(tmp_path: Path) -> None:
+    make_tree(tmp_path, "train", {"n01": 10, "n02": 10})
+    make_tree(tmp_path, "val", {"n01": 2, "n02": 2})
+    splits = imagenet(root=str(tmp_path), image_size=16, train_fraction_per_class=0.5, val_fraction_per_class=0.3)
+    plain = imagenet(root=str(tmp_path), image_size=16, train_fraction_per_class=0.5, val_fraction_per_class=0.3,
+                     augment=False)
+    assert splits.search_val_eval.indices == splits.search_val.indices
+    for i in range(len(splits.search_val)):
+        assert torch.equal(splits.search_val_eval[i][0], plain.search_val[i][0])
+    assert not all(torch.equal(splits.search_val[i][0], plain.search_val[i][0]) for i in range(6))
+    assert imagenet(root=str(tmp_path), image_size=16, val_fraction_per_class=0).search_val_eval is None
+
+
 def test_cifar10_missing_root_mentions_download(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="download: true") as info:
         cifar10(root=str(tmp_path / "data"))

@@ -4,17 +4,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from cdarts.config import load_config
+from cdarts.config import ConfigError, load_config
 from cdarts.engine import SearchResult, diagnostics, search, search_config
 from cdarts.genotypes import genotype_from_json, load_genotype
 from cdarts.runs import resolve_run_dir
@@ -244,6 +246,87 @@ def test_bf16_autocast_runs_the_cycle_with_float32_architecture_parameters(tiny_
     with ctx.runtime.autocast():
         assert strategy.search_net(x).dtype == torch.bfloat16
         assert strategy.eval_net(x).dtype == torch.bfloat16
+
+
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+SEARCH_PRESETS = sorted(p.name for p in PRESETS.glob("*.yaml") if not p.name.startswith("retrain"))
+
+
+def documented_switch(preset: str, marker: str) -> list[str]:
+    """The ``--set`` overrides that a preset's comments give for a switch: on the first comment line from the one
+    naming ``marker`` that holds any."""
+    lines = [line for line in (PRESETS / preset).read_text().splitlines() if line.startswith("#")]
+    start = next((i for i, line in enumerate(lines) if marker in line), None)
+    assert start is not None, f"{preset} documents no {marker!r} switch"
+    return re.findall(r"--set (\S+)", next(line for line in lines[start:] if "--set" in line))
+
+
+@pytest.mark.parametrize("preset", SEARCH_PRESETS)
+def test_search_presets_use_the_papers_alpha_betas(preset):
+    cfg = load_config(PRESETS / preset, search_config)
+    betas = {"cdarts": [0.5, 0.99], "darts": [0.5, 0.999]}[cfg["strategy"]["type"]]  # CDARTS and DARTS Appendix A
+    assert cfg["strategy"]["alpha_optimizer"]["betas"] == betas
+
+
+def test_clip_scope_defaults_to_one_global_norm_and_reaches_the_runtime(tiny_config):
+    from cdarts.engine import make_runtime
+
+    accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1, print=print)
+    cfg = load_config(tiny_config(), search_config)
+    assert make_runtime(accelerator, cfg).clip_scope == "global"
+    runtime = make_runtime(accelerator, load_config(tiny_config(clip_scope="per_optimizer", grad_clip=2.5),
+                                                    search_config))
+    assert (runtime.clip_scope, runtime.grad_clip) == ("per_optimizer", 2.5)
+    with pytest.raises(ConfigError, match="clip_scope: invalid value 'both'; valid choices: 'global', 'per_optimizer'"):
+        load_config(tiny_config(clip_scope="both"), search_config)
+
+
+def test_imagenet_preset_is_fp32_with_the_public_hue_and_a_documented_bf16_switch():
+    cfg = load_config(PRESETS / "imagenet.yaml", search_config)
+    assert cfg["mixed_precision"] == "no"
+    assert (cfg["data"]["color_jitter"], cfg["data"]["hue"]) == (True, 0.2)
+    switch = documented_switch("imagenet.yaml", "bf16")
+    assert load_config(PRESETS / "imagenet.yaml", search_config, switch)["mixed_precision"] == "bf16"
+
+
+def test_imagenet_preset_switches_to_the_public_runs_kd_scale():
+    """Eq. 7 (batch-mean KL, lambda 4) by default; the documented switch gives the public ImageNet run's element-mean
+    KL with lambda 1, i.e. 1 / (4 * num_classes) of it on 1000 classes."""
+    from cdarts.config import build
+
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(2, 8, 1000, generator=generator)
+
+    def weighted_kd(overrides: list[str]) -> float:
+        strategy = load_config(PRESETS / "imagenet.yaml", search_config, overrides)["strategy"]
+        return strategy["distill_weight"] * float(build("losses", strategy["distill"]["kd"])(student, teacher))
+
+    switch = documented_switch("imagenet.yaml", "KD scale")
+    batchmean = float(build("losses", {"type": "kd_kl", "temperature": 2.0})(student, teacher))
+    assert weighted_kd([]) == pytest.approx(4.0 * batchmean, rel=1e-6)
+    assert weighted_kd(switch) == pytest.approx(1.0 * batchmean / 1000, rel=1e-6)
+
+
+def test_search_on_imagenet_measures_val_accuracy_and_bn_on_unaugmented_images(tmp_path, tiny_config):
+    from PIL import Image
+
+    from cdarts.engine import setup_search
+    from cdarts.runs import make_accelerator
+
+    for split, count in (("train", 10), ("val", 2)):
+        for label in range(2):
+            folder = tmp_path / split / f"n0{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (20, 20), (100 * label + 20, 7 * i + 30, 50)).save(folder / f"{i}.png")
+    data = {"type": "imagenet", "root": str(tmp_path), "image_size": 16, "train_fraction_per_class": 0.5,
+            "val_fraction_per_class": 0.3}
+    cfg = load_config(tiny_config(data=data, batch_size=2), search_config)
+    ctx, _ = setup_search(cfg, make_accelerator("no", True, cfg["dist_timeout_s"]))
+    plain, plain_again, augmented, augmented_again = [torch.cat([x for x, _ in ctx.loader(split, epoch, 0)])
+                                                      for split in ("val_eval", "val") for epoch in (0, 1)]
+    assert len(plain) == 6 and torch.equal(plain, plain_again), "val_eval: the same unaugmented images every epoch"
+    assert not torch.equal(augmented, augmented_again)
 
 
 UNEVEN_DRIVER = """

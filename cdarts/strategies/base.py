@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 
 from cdarts.config import build
 from cdarts.genotypes import Genotype
+from cdarts.losses.regularizers import linear_decay
 from cdarts.strategies.loop import (
     Meter,
     Runtime,
@@ -67,7 +68,12 @@ def guarded_step(step: Callable[..., None]) -> Callable[..., None]:
 
 class SearchStrategy:
     """Base of the registered strategies. Subclasses implement ``search_epoch``; their optimisation steps pass
-    their named loss terms to ``runtime.step`` and carry :func:`guarded_step`."""
+    their named loss terms to ``runtime.step`` and carry :func:`guarded_step`.
+
+    The alpha regulariser (paper Eq. 9) and its lambda' schedule live here, so that every strategy (CDARTS and the
+    DARTS + L_Reg baseline of Table 5) weighs it the same way: ``reg_weight`` at search epoch 0, linearly down to 0
+    at ``reg_stop_epoch`` (``<= 0``: constant).
+    """
 
     def __init__(
         self,
@@ -78,12 +84,16 @@ class SearchStrategy:
         alpha_optimizer: dict,
         w_scheduler: dict,
         loss: dict,
+        regularizer: dict | None = None,
+        reg_weight: float = 0.0,
+        reg_stop_epoch: int = 0,
     ) -> None:
         if epochs < 1 or pretrain_epochs < 0:
             raise ValueError(f"need epochs >= 1 and pretrain_epochs >= 0, got {epochs} and {pretrain_epochs}")
         self.epochs, self.pretrain_epochs = epochs, pretrain_epochs
         self.specs = {"w_optimizer": w_optimizer, "alpha_optimizer": alpha_optimizer, "w_scheduler": w_scheduler}
         self.loss_spec = loss
+        self.regularizer_spec, self.reg_weight, self.reg_stop_epoch = regularizer, reg_weight, reg_stop_epoch
 
     @property
     def total_epochs(self) -> int:
@@ -100,6 +110,9 @@ class SearchStrategy:
         self.w_opt = build("optimizers", self.specs["w_optimizer"], weights)
         self.alpha_opt = build("optimizers", self.specs["alpha_optimizer"], arch)
         self.w_sched = build("schedulers", self.specs["w_scheduler"], self.w_opt, self.total_epochs, 1)
+        self.regularizer = None
+        if self.regularizer_spec is not None and self.reg_weight > 0:
+            self.regularizer = build("losses", self.regularizer_spec, ctx.space.primitives)
 
     def modules(self) -> dict[str, nn.Module]:
         """Everything with state to checkpoint, by name."""
@@ -121,6 +134,12 @@ class SearchStrategy:
     def genotype(self) -> Genotype:
         space = self.ctx.space
         return space.genotype(self.ctx.discretizer(self.alphas(), space.edges, space.primitives))
+
+    def reg_lambda(self, search_epoch: int) -> float:
+        """lambda' at this search epoch: linear decay from ``reg_weight`` to 0 at ``reg_stop_epoch``."""
+        if self.regularizer is None:
+            return 0.0
+        return linear_decay(search_epoch, start=self.reg_weight, stop_epoch=self.reg_stop_epoch)
 
     def start_epoch(self, epoch: int) -> None:
         """Set the epoch's learning rates (timm schedulers are functions of the epoch)."""

@@ -20,7 +20,11 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class Runtime:
     """Where and how the networks run: device, autocast dtype, fp16 scaler, process group size, and what a
-    non-finite loss or alpha does: ``"stop"`` raises, ``"skip"`` drops the step (at most ``max_skipped`` times)."""
+    non-finite loss or alpha does: ``"stop"`` raises, ``"skip"`` drops the step (at most ``max_skipped`` times).
+
+    ``clip_scope`` says what ``grad_clip`` bounds: ``"global"`` one norm over every parameter a step updates (the
+    public CDARTS code: step A's alpha and E together), ``"per_optimizer"`` each optimizer's parameters alone.
+    """
 
     device: torch.device
     autocast_dtype: torch.dtype | None = None
@@ -31,6 +35,11 @@ class Runtime:
     max_skipped: int = 10
     skipped: int = 0
     warn: Callable[[str], None] = print
+    clip_scope: Literal["global", "per_optimizer"] = "global"
+
+    def __post_init__(self) -> None:
+        if self.clip_scope not in ("global", "per_optimizer"):
+            raise ValueError(f"clip_scope must be 'global' or 'per_optimizer', got {self.clip_scope!r}")
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -39,7 +48,8 @@ class Runtime:
 
     def step(self, loss: Tensor, optimizers: Sequence[Optimizer], terms: Mapping[str, Tensor] | None = None) -> None:
         """Check the loss ``terms`` (default: ``loss`` itself) are finite on every process, then backward, average
-        gradients over processes, clip, and step every optimizer together.
+        gradients over processes, clip (see ``clip_scope``), and step every
+        optimizer together.
 
         With several processes the gradients are all-reduced by hand instead of wrapping the networks in DDP:
         S and E run several differently-shaped passes per step and E leaves most of its op pool unused, which
@@ -58,9 +68,10 @@ class Runtime:
                 self.scaler.unscale_(opt)
         norms = []
         if self.grad_clip:
-            for opt in optimizers:
-                norms.append(nn.utils.clip_grad_norm_(
-                    [p for g in opt.param_groups for p in g["params"] if p.grad is not None], self.grad_clip))
+            groups = [params] if self.clip_scope == "global" else [
+                [p for g in opt.param_groups for p in g["params"]] for opt in optimizers]
+            for group in groups:
+                norms.append(nn.utils.clip_grad_norm_([p for p in group if p.grad is not None], self.grad_clip))
         elif self.scaler is None:
             norms.append(nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         # fp16's scaler skips steps with inf gradients itself; otherwise a finite loss can still give NaN gradients
