@@ -75,7 +75,7 @@ def test_aux_classifier_matches_darts_layout_on_large_maps():
 
 def test_aux_classifier_config_keys():
     spec = validate_component("heads", {"type": "aux_classifier", "pool_kernel": 6})
-    assert spec == {"type": "aux_classifier", "hidden": 128, "features": 768, "pool_kernel": 6}
+    assert spec == {"type": "aux_classifier", "hidden": 128, "features": 768, "pool_kernel": 6, "pool_stride": 2}
     head = build("heads", spec, 32, 100)
     assert head.conv1.out_channels == 128 and head.conv2.out_channels == 768 and head.classifier.out_features == 100
 

@@ -120,12 +120,32 @@ def _multi_level(**spec):
     return build("losses", validate_component("losses", spec), STAGE_CHANNELS, 10)
 
 
-def test_multi_level_defaults_two_aux_heads_plus_logits_learned():
+def test_multi_level_defaults_two_aux_heads_plus_logits_uniform():
     ml = build("losses", validate_component("losses", "multi_level"), STAGE_CHANNELS, 10)
     assert ml.levels == [0, 1] and len(ml.heads) == 2
     assert [h.conv1.in_channels for h in ml.heads] == [64, 128]
+    assert ml.weighting == "uniform" and not isinstance(ml.ensemble_weights, torch.nn.Parameter)
+    assert [p.requires_grad for p in ml.parameters()] == [True] * len(list(ml.parameters()))
+    assert torch.equal(ml.weights(), torch.full((3,), 1 / 3))
+
+
+def test_multi_level_learned_weighting_is_a_parameter_starting_uniform():
+    ml = _multi_level(weighting="learned")
     assert isinstance(ml.ensemble_weights, torch.nn.Parameter) and ml.ensemble_weights.shape == (3,)
     assert torch.equal(ml.ensemble_weights.detach(), torch.zeros(3))
+
+
+def test_multi_level_fix_heads_freezes_every_head_parameter_at_its_initialisation():
+    torch.manual_seed(0)
+    ml = _multi_level(fix_heads=True)
+    assert list(ml.parameters()) and not any(p.requires_grad for p in ml.parameters())
+    norms = [m for m in ml.heads.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in norms), "BN without a learned shift"
+    student, teacher = _fake_outputs(seed=0), _fake_outputs(seed=1)
+    student.logits.requires_grad_()
+    ml(student, teacher).backward()
+    assert student.logits.grad is not None and all(p.grad is None for p in ml.parameters())
 
 
 def test_multi_level_level_logits_shapes():
@@ -170,7 +190,7 @@ def test_multi_level_identical_networks_give_zero(combine, weighting):
 
 @pytest.mark.parametrize("combine", ["sum", "concat"])
 def test_multi_level_learned_weights_heads_and_both_networks_get_gradients(combine):
-    ml = _multi_level(combine=combine)
+    ml = _multi_level(combine=combine, weighting="learned")
     student, teacher = _fake_outputs(seed=0), _fake_outputs(seed=1)
     for t in (*student.stages, student.logits, *teacher.stages, teacher.logits):
         t.requires_grad_()

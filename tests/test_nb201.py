@@ -189,7 +189,7 @@ def test_supernet_forward_backward_shapes_and_gradients():
     x, y = tiny_batch()
     out = net.forward_stages(x)
     assert out.logits.shape == (4, 10)
-    assert [tuple(s.shape) for s in out.stages] == [(4, 4, 8, 8), (4, 8, 4, 4), (4, 16, 2, 2)]
+    assert [tuple(s.shape) for s in out.stages] == [(4, 8, 4, 4), (4, 16, 2, 2), (4, 16, 2, 2)]
     assert out.aux_logits is None
     F.cross_entropy(out.logits, y).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
@@ -358,3 +358,19 @@ def test_network_rejects_a_darts_genotype_and_a_cell_without_three_nodes():
         net.select(cdarts.load_genotype("DARTS_V2"))
     with pytest.raises(ValueError, match="has 3 nodes"):
         net.select(parse_arch_string("|skip_connect~0|+|skip_connect~0|none~1|"))
+
+
+@pytest.mark.parametrize("taps", ["after_reduction", "before_reduction"])
+def test_stage_taps_read_the_residual_blocks_or_the_cells_before_them(taps):
+    torch.manual_seed(0)
+    space = build("spaces", {"type": "nas-bench-201", "channels": 4, "cells_per_stage": 2, "stage_taps": taps}, 10, 3)
+    for net in (space.supernet(), space.eval_network(parse_arch_string(MIXED))):
+        outputs: dict[str, torch.Tensor] = {}
+        named = [(f"block{i}", m) for i, m in enumerate(net.reductions)]
+        named += [(f"cell{i}", m) for i, m in enumerate(net.cells)]
+        for name, module in named:
+            module.register_forward_hook(lambda m, a, out, name=name, seen=outputs: seen.__setitem__(name, out))
+        with torch.no_grad():
+            stages = net.forward_stages(torch.randn(2, 3, 16, 16)).stages
+        expected = ["block0", "block1", "cell5"] if taps == "after_reduction" else ["cell1", "cell3", "cell5"]
+        assert all(torch.equal(stage, outputs[name]) for stage, name in zip(stages, expected, strict=True))

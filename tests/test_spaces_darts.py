@@ -74,7 +74,8 @@ def test_supernet_forward_backward_shapes(size):
     assert isinstance(out, StageOutputs)
     assert out.logits.shape == (2, NUM_CLASSES)
     assert out.aux_logits is None
-    assert stage_shapes(out) == [(2, 16, size, size), (2, 32, size // 2, size // 2), (2, 64, size // 4, size // 4)]
+    half, quarter = size // 2, size // 4
+    assert stage_shapes(out) == [(2, 32, half, half), (2, 64, quarter, quarter), (2, 64, quarter, quarter)]
     assert net.num_features == 64
     (out.logits.sum() + sum(s.mean() for s in out.stages)).backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None]
@@ -88,7 +89,7 @@ def test_supernet_imagenet_stem():
     net = make_space(stem="imagenet", layers=3).supernet()
     out = net.forward_stages(torch.randn(2, 3, 32, 32))
     assert out.logits.shape == (2, NUM_CLASSES)
-    assert stage_shapes(out) == [(2, 16, 4, 4), (2, 32, 2, 2), (2, 64, 1, 1)]
+    assert stage_shapes(out) == [(2, 32, 2, 2), (2, 64, 1, 1), (2, 64, 1, 1)]
     out.logits.sum().backward()
     assert all(p.grad is not None for p in net.parameters())
 
@@ -141,7 +142,7 @@ def test_supernet_with_custom_primitives():
     net = make_space(primitives=["none", "skip_connect", "sep_conv_3x3"], nodes=2).supernet()
     assert net.alphas_normal.shape == (5, 3)
     out = net.forward_stages(torch.randn(2, 3, 8, 8))
-    assert stage_shapes(out) == [(2, 8, 8, 8), (2, 16, 4, 4), (2, 32, 2, 2)]
+    assert stage_shapes(out) == [(2, 16, 4, 4), (2, 32, 2, 2), (2, 32, 2, 2)]
 
 
 def test_supernet_alphas_discretize_into_a_buildable_genotype():
@@ -170,7 +171,7 @@ def test_discrete_network_for_published_genotypes(name):
     out = net.forward_stages(x)
     assert out.logits.shape == (2, NUM_CLASSES)
     assert out.aux_logits is not None and out.aux_logits.shape == (2, NUM_CLASSES)
-    assert stage_shapes(out) == [(2, 16, 32, 32), (2, 32, 16, 16), (2, 64, 8, 8)]
+    assert stage_shapes(out) == [(2, 32, 16, 16), (2, 64, 8, 8), (2, 64, 8, 8)]
     (out.logits.sum() + out.aux_logits.sum()).backward()
     assert all(p.grad is not None for p in net.parameters())
     net.eval()
@@ -193,7 +194,7 @@ def test_discrete_network_imagenet_stem():
     torch.manual_seed(0)
     net = make_space(stem="imagenet").discrete(PUBLISHED["CDARTS_IMAGENET"], layers=3)
     out = net.forward_stages(torch.randn(2, 3, 32, 32))
-    assert stage_shapes(out) == [(2, 16, 4, 4), (2, 32, 2, 2), (2, 64, 1, 1)]
+    assert stage_shapes(out) == [(2, 32, 2, 2), (2, 64, 1, 1), (2, 64, 1, 1)]
 
 
 def test_discrete_network_refuses_another_genotype():
@@ -239,7 +240,7 @@ def test_shared_network_stages_match_the_supernet():
     net = space.eval_network(PUBLISHED["CDARTS_CIFAR"])
     assert len(net.cells) == 8
     out = net.forward_stages(x)
-    assert stage_shapes(out) == supernet_stages == [(2, 16, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4)]
+    assert stage_shapes(out) == supernet_stages == [(2, 32, 8, 8), (2, 64, 4, 4), (2, 64, 4, 4)]
     assert out.aux_logits is None
 
 
@@ -329,3 +330,47 @@ def test_weight_sharing_with_overlapping_genotypes():
     assert only_a and both
     assert_same(entries(after_b, only_a), entries(after_a, only_a))
     assert all(not torch.equal(after_b[k], after_a[k]) for k in entries(after_a, both) if k.endswith("running_mean"))
+
+
+# --- stage taps ------------------------------------------------------------------------------------------------------
+
+
+def _cell_outputs(net) -> list[torch.Tensor]:
+    outputs = []
+    for cell in net.cells:
+        cell.register_forward_hook(lambda module, args, out: outputs.append(out))
+    return outputs
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_stages_are_read_after_the_reduction_cells_by_default(shared):
+    torch.manual_seed(0)
+    space = build("spaces", {"type": "darts", "channels": 16, "layers": 8, "eval_layers": 20}, 10, 3)
+    net = space.eval_network(PUBLISHED["CDARTS_CIFAR"]) if shared else space.supernet()
+    cells = _cell_outputs(net)
+    with torch.no_grad():
+        out = net.forward_stages(torch.randn(1, 3, 32, 32))
+    assert stage_shapes(out) == [(1, 128, 16, 16), (1, 256, 8, 8), (1, 256, 8, 8)]
+    first, second = reduction_indices(len(net.cells))
+    assert net.cells[first].reduction and net.cells[second].reduction
+    for stage, index in zip(out.stages, (first, second, len(net.cells) - 1), strict=True):
+        assert torch.equal(stage, cells[index])
+
+
+def test_stage_taps_before_reduction_reads_the_cell_before_it():
+    torch.manual_seed(0)
+    space = build("spaces", {"type": "darts", "channels": 4, "layers": 5, "eval_layers": 8,
+                             "stage_taps": "before_reduction"}, 10, 3)
+    for net in (space.supernet(), space.eval_network(PUBLISHED["DARTS_V2"])):
+        cells = _cell_outputs(net)
+        with torch.no_grad():
+            out = net.forward_stages(torch.randn(2, 3, 16, 16))
+        assert stage_shapes(out) == [(2, 16, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4)]
+        first, second = reduction_indices(len(net.cells))
+        for stage, index in zip(out.stages, (first - 1, second - 1, len(net.cells) - 1), strict=True):
+            assert torch.equal(stage, cells[index])
+
+
+def test_unknown_stage_taps_is_refused():
+    with pytest.raises(ValueError, match="stage_taps must be 'after_reduction' or 'before_reduction', got 'middle'"):
+        DartsNetwork(PUBLISHED["DARTS_V2"], 10, channels=4, layers=5, stage_taps="middle")

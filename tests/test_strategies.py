@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import ROOT
 from tqdm import tqdm
 
 import cdarts  # noqa: F401 - registers the components
@@ -284,3 +285,27 @@ def test_darts_alpha_step_uses_the_epochs_lambda():
     strategy.ctx.runtime.step = lambda loss, optimizers, named: terms.update(named)
     strategy.alpha_step(*batch(), strategy.reg_lambda(3), Meter())
     torch.testing.assert_close(terms["alpha.reg"], 1.0 * reg)
+
+
+def test_uniform_levels_keep_every_level_distilling_after_two_demo_epochs(one_thread):
+    """Learned level weights drain onto the level with the smallest KD (the logits' weight falls to ~0.002 in one demo
+    epoch); the uniform weights of Eq. 7 (multi_level's default) keep every level, the logits included, in the loss."""
+    from cdarts.config import load_config
+    from cdarts.engine import search_config, setup_search
+    from cdarts.runs import make_accelerator
+
+    overrides = ["strategy.pretrain_epochs=0", "strategy.distill.weighting=uniform", "strategy.distill.fix_heads=true"]
+    cfg = load_config(ROOT / "configs" / "demo.yaml", search_config, overrides)
+    assert cfg["strategy"]["distill"]["weighting"] == "uniform"
+    torch.manual_seed(cfg["seed"])
+    ctx, strategy = setup_search(cfg, make_accelerator("no", True))
+    ctx.progress = lambda batches, **kwargs: tqdm(batches, disable=True)
+    for epoch in range(2):
+        strategy.run_epoch(epoch)
+    distill = strategy.distill
+    torch.testing.assert_close(distill.weights(), torch.full((3,), 1 / 3))
+    x, _ = next(strategy.batches("val_eval", 0))
+    with torch.no_grad():
+        per_level = distill.level_losses(strategy.search_net.forward_stages(x), strategy.eval_net.forward_stages(x))
+    shares = per_level / per_level.sum()
+    assert (shares > 0.02).all(), f"every level, the logits included, contributes to KD: {shares.tolist()}"

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cdarts.config import Component, NonNegativeInt, PositiveFloat, build
+from cdarts.errors import ConfigError
 from cdarts.registry import losses
 from cdarts.spaces.base import StageOutputs
 
@@ -112,16 +113,19 @@ class MultiLevelDistillation(nn.Module):
         """``sum_i w_i * level_i``: a network's weighted ensemble of levels (the public code trains it with CE)."""
         return torch.einsum("l,lbc->bc", self.weights(), torch.stack(self.level_logits(outputs)))
 
+    def level_losses(self, student: StageOutputs, teacher: StageOutputs) -> Tensor:
+        """The unweighted KD of every level, shallow to deep, the final logits last."""
+        pairs = zip(self.level_logits(student), self.level_logits(teacher), strict=True)
+        return torch.stack([self.kd(s, t) for s, t in pairs])
+
     def forward(self, student: StageOutputs, teacher: StageOutputs) -> Tensor:
         weights = self.weights()
-        student_levels = self.level_logits(student)
-        teacher_levels = self.level_logits(teacher)
-        if self.combine == "concat":
-            return self.kd(
-                torch.cat([w * s for w, s in zip(weights, student_levels, strict=True)]),
-                torch.cat([w * t for w, t in zip(weights, teacher_levels, strict=True)]),
-            )
-        return torch.stack([self.kd(s, t) for s, t in zip(student_levels, teacher_levels, strict=True)]) @ weights
+        if self.combine == "sum":
+            return self.level_losses(student, teacher) @ weights
+        return self.kd(
+            torch.cat([w * s for w, s in zip(weights, self.level_logits(student), strict=True)]),
+            torch.cat([w * t for w, t in zip(weights, self.level_logits(teacher), strict=True)]),
+        )
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, weighting={self.weighting!r}, combine={self.combine!r}"
@@ -165,7 +169,7 @@ def multi_level(
     """
     bad = [i for i in levels if not 0 <= i < len(stage_channels)]
     if bad:
-        raise ValueError(f"multi_level: levels {bad} out of range for {len(stage_channels)} stages {stage_channels}")
+        raise ConfigError(f"multi_level: levels {bad} out of range for {len(stage_channels)} stages {stage_channels}")
     heads = [build("heads", head, stage_channels[i], num_classes) for i in levels]
     if fix_heads:  # a frozen BN keeps scale 1 and shift 0: the public code's BN without affine
         for module in heads:

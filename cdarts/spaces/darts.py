@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from cdarts.config import PositiveInt, Range, Registered
+from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, Edge
 from cdarts.ops import DARTS_PRIMITIVES, build_op
 from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
@@ -275,8 +276,7 @@ class DartsSupernet(nn.Module):
         stages = []
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, self.run_cell(cell, s0, s1, weights["reduce" if cell.reduction else "normal"])
-            if i in self.stage_ends:
-                stages.append(keep_layout(s1))
+            stages += [keep_layout(s1)] * self.stage_ends.count(i)  # twice when the last cell reduces
         logits = self.classifier(F.adaptive_avg_pool2d(keep_layout(s1), 1).flatten(1))
         return StageOutputs(logits, stages)
 
@@ -315,7 +315,7 @@ class DartsCell(nn.Module):
             for op, source in edges:
                 key = _op_key(node, source, op)
                 if key in self.ops:
-                    raise ValueError(f"node {node} uses ({op!r}, {source}) twice; each (op, input) may appear once")
+                    raise ConfigError(f"node {node} uses ({op!r}, {source}) twice; each (op, input) may appear once")
                 self.ops[key] = build_op(op, c, 2 if reduction and source < 2 else 1, affine=True)
         self.selected: list[list[tuple[str, int]]] = []
         self.waves: list[Wave] = []
@@ -430,8 +430,7 @@ class DartsNetwork(nn.Module):
         stages, aux_logits = [], None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i in self.stage_ends:
-                stages.append(s1)
+            stages += [s1] * self.stage_ends.count(i)
             if i == self.aux_index and self.training:
                 aux_logits = self.auxiliary_head(s1)
         return s1, stages, aux_logits
