@@ -37,7 +37,8 @@ def aux_classifier(
 ) -> nn.Module:
     """The public code's distillation head: the DARTS auxiliary tower on a stage output.
 
-    The public CIFAR head pools with kernel 6 / stride 2 (the default here), the ImageNet one with 6 and 5.
+    The public CIFAR heads pool with kernel 6, stride 2 (the default here); the ImageNet ones with kernel 6 on the
+    first stage and 5 on the second, stride 2 (``CDARTS/lib/models/aux_head.py``, ``DistillHead*``).
     """
     return AuxClassifierHead(
         in_channels, num_classes, hidden=hidden, features=features, pool_kernel=pool_kernel, pool_stride=pool_stride
