@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
+from cdarts.errors import ConfigError
 from cdarts.registry import close_match, registry, unknown_name_message
 
 
@@ -65,14 +66,6 @@ def load_yaml_text(text: str) -> Any:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
-
-
-class ConfigError(ValueError):
-    """Everything wrong with a config, one ``path: problem`` line each."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from cdarts.errors import ConfigError, DataError
 from cdarts.registry import datasets
 
 SPLIT_SEED = 0
@@ -33,18 +34,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class BadImageError(ValueError):
-    """An image file that cannot be read; the message names the file.
-
-    Raised in a DataLoader worker, torch re-raises it in the main process with the worker's traceback folded into
-    the message; the constructor keeps only the original one-line message.
-    """
-
-    def __init__(self, message: str) -> None:
-        if "Original Traceback" in message:
-            last = [line for line in message.splitlines() if line.strip()][-1]
-            message = last.split(f"{type(self).__name__}: ", 1)[-1]
-        super().__init__(message)
+class BadImageError(DataError):
+    """An image file that cannot be read; the message names the file."""
 
 
 def load_image(path: str) -> Any:
@@ -71,8 +62,8 @@ def image_folder(path: Path, num_classes: int | None = None, skip_bad_images: bo
         raise FileNotFoundError(f"dataset folder '{path}': {exc}") from None
     if num_classes is not None and len(folder.classes) != num_classes:
         shown = ", ".join(folder.classes[:5]) + (" ..." if len(folder.classes) > 5 else "")
-        raise ValueError(f"num_classes is {num_classes} but '{path}' has {len(folder.classes)} class folders "
-                         f"({shown})")
+        raise DataError(f"num_classes is {num_classes} but '{path}' has {len(folder.classes)} class folders "
+                        f"({shown})")
     if skip_bad_images:
         bad = set()
         for file, _ in folder.samples:
@@ -87,8 +78,8 @@ def image_folder(path: Path, num_classes: int | None = None, skip_bad_images: bo
             folder.targets = [label for _, label in folder.samples]
             empty = [name for index, name in enumerate(folder.classes) if index not in set(folder.targets)]
             if empty:
-                raise ValueError(f"dataset folder '{path}': no readable images left in class folder(s) "
-                                 f"{', '.join(empty)}")
+                raise DataError(f"dataset folder '{path}': no readable images left in class folder(s) "
+                                f"{', '.join(empty)}")
     return folder
 
 
@@ -185,7 +176,7 @@ def per_class_subset(
     requested sizes (e.g. imagenet's 10% train and another 10% val). Returns sorted indices into ``targets``.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     by_class: dict[int, list[int]] = {}
     for index, label in enumerate(torch.as_tensor(targets).tolist()):
         by_class.setdefault(label, []).append(index)
@@ -196,7 +187,7 @@ def per_class_subset(
         candidates = [i for i in members if i not in excluded]
         count = max(1, round(fraction * len(members)))
         if count > len(candidates):
-            raise ValueError(
+            raise DataError(
                 f"class {label} has {len(candidates)} images left after exclusion, fewer than the {count} "
                 f"requested (fraction {fraction} of {len(members)})"
             )
@@ -214,11 +205,11 @@ def complement(indices: Sequence[int], length: int) -> list[int]:
 def search_split(dataset: Dataset, train_fraction: float = 0.5, seed: int = 0) -> tuple[Subset, Subset]:
     """Seeded split of a training set into the search's weight ("train") half and architecture ("val") half."""
     if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+        raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}")
     length = len(dataset)
     cut = int(length * train_fraction)
     if cut == 0 or cut == length:
-        raise ValueError(
+        raise DataError(
             f"search split of {length} images with train_fraction {train_fraction} leaves "
             f"{cut} for train and {length - cut} for val; both must be non-empty"
         )
@@ -304,9 +295,9 @@ def make_loader(
             order = torch.cat([order, order.repeat(short // len(order) + 1)[:short]])
         dataset = Subset(dataset, order[rank::world_size].tolist())
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if drop_last and len(dataset) < batch_size:
-        raise ValueError(
+        raise DataError(
             f"dataset of {len(dataset)} images is smaller than one batch of {batch_size}; "
             "lower batch_size or use more data"
         )
@@ -342,11 +333,11 @@ def digits(
     from sklearn.datasets import load_digits
 
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
-        raise ValueError(f"image_size must be at least 1, got {image_size}")
+        raise ConfigError(f"image_size must be at least 1, got {image_size}")
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     bunch = load_digits()
     images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
     if image_size != images.shape[-1]:
@@ -381,7 +372,7 @@ def cifar(
 ) -> DatasetSplits:
     """CIFAR-10/100 with DARTS's augmentation; the folder must hold the extracted python batches unless downloading."""
     if cutout < 0:
-        raise ValueError(f"cutout must be >= 0 px, got {cutout}")
+        raise ConfigError(f"cutout must be >= 0 px, got {cutout}")
     folder = Path(root) / dataset_class.base_folder
     if not download:
         hint = f"; pass `download: true` or point `root` at a folder holding the extracted '{folder.name}'"
@@ -424,19 +415,19 @@ def normalisation(mean: list[float] | None, std: list[float] | None) -> tuple[tu
     mean_t = IMAGENET_MEAN if mean is None else tuple(float(v) for v in mean)
     std_t = IMAGENET_STD if std is None else tuple(float(v) for v in std)
     if len(mean_t) != 3 or len(std_t) != 3:
-        raise ValueError(f"mean and std need 3 values (RGB), got mean={list(mean_t)} std={list(std_t)}")
+        raise ConfigError(f"mean and std need 3 values (RGB), got mean={list(mean_t)} std={list(std_t)}")
     if min(std_t) <= 0:
-        raise ValueError(f"std values must be positive, got {list(std_t)}")
+        raise ConfigError(f"std values must be positive, got {list(std_t)}")
     return mean_t, std_t
 
 
 def check_options(image_size: int, **fractions: float) -> None:
     """Clear errors for an image size below 1 px or a fraction outside (0, 1]."""
     if image_size < 1:
-        raise ValueError(f"image_size must be at least 1, got {image_size}")
+        raise ConfigError(f"image_size must be at least 1, got {image_size}")
     for name, fraction in fractions.items():
         if not 0 < fraction <= 1:
-            raise ValueError(f"{name} must be in (0, 1], got {fraction}")
+            raise ConfigError(f"{name} must be in (0, 1], got {fraction}")
 
 
 @datasets.register("imagefolder")
@@ -477,7 +468,7 @@ def imagefolder(
     if test_dirs:
         test_folder = image_folder(test_dirs[0], skip_bad_images=skip_bad_images)
         if test_folder.classes != train_folder.classes:
-            raise ValueError(
+            raise DataError(
                 f"class folders of '{test_dirs[0]}' {test_folder.classes} differ from those of "
                 f"'{base / 'train'}' {train_folder.classes}"
             )
@@ -488,7 +479,7 @@ def imagefolder(
         train = TransformedSubset(train_folder, complement(test_idx, len(train_folder)), train_transform)
         test = TransformedSubset(train_folder, test_idx, evaluate)
     if len(train) == 0:
-        raise ValueError(
+        raise DataError(
             f"no training images left in '{base / 'train'}' after holding out test_fraction {test_fraction}"
         )
     return DatasetSplits(
@@ -529,7 +520,7 @@ def imagenet(
     """
     check_options(image_size, train_fraction_per_class=train_fraction_per_class, test_fraction=test_fraction)
     if not 0 <= val_fraction_per_class < 1 or train_fraction_per_class + val_fraction_per_class > 1:
-        raise ValueError(
+        raise ConfigError(
             f"val_fraction_per_class must be in [0, 1) and sum with train_fraction_per_class "
             f"({train_fraction_per_class}) to at most 1, got {val_fraction_per_class}"
         )
@@ -539,7 +530,7 @@ def imagenet(
     train_folder = image_folder(require_folder(base / "train"), num_classes)
     val_folder = image_folder(require_folder(base / "val"))
     if val_folder.classes != train_folder.classes:
-        raise ValueError(f"class folders of '{base / 'val'}' differ from those of '{base / 'train'}'")
+        raise DataError(f"class folders of '{base / 'val'}' differ from those of '{base / 'train'}'")
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     evaluate = T.Compose([T.Resize(round(image_size / 0.875)), T.CenterCrop(image_size), *normalize])
     if augment:

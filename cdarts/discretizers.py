@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from cdarts.config import Registered
+from cdarts.errors import ConfigError
 from cdarts.genotypes import Edge
 from cdarts.registry import discretizers
 
@@ -30,7 +31,7 @@ class TopK:
     ) -> dict[str, list[list[Edge]]]:
         allowed = [i for i, name in enumerate(primitives) if name not in self.exclude]
         if not allowed:
-            raise ValueError(f"every primitive is excluded ({', '.join(self.exclude)}); nothing to choose from")
+            raise ConfigError(f"every primitive is excluded ({', '.join(self.exclude)}); nothing to choose from")
         return {cell: self.cell(alpha, edges, primitives, allowed) for cell, alpha in alphas.items()}
 
     def cell(
@@ -49,7 +50,7 @@ class TopK:
                 result.append([edge for _, edge in candidates])
                 continue
             if self.k > len(candidates):
-                raise ValueError(f"k={self.k} but node {node} has only {len(candidates)} incoming edges")
+                raise ConfigError(f"k={self.k} but node {node} has only {len(candidates)} incoming edges")
             ranked = sorted(candidates, key=lambda item: -item[0])
             result.append([edge for _, edge in ranked[: self.k]])
         return result

@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Subset
 
 from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
-from cdarts.config import Component, ConfigError, build, config_parameters, dump_yaml, load_config
+from cdarts.config import Component, build, config_parameters, dump_yaml, load_config
 from cdarts.data import epoch_seed, make_loader, search_split
+from cdarts.errors import ConfigError, DataError
 from cdarts.genotypes import DartsGenotype, Genotype
 from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
@@ -181,8 +182,8 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
     data = {"train": train, "val": val, "test": splits.test, "val_eval": val_eval}
     space = build("spaces", cfg["space"], splits.num_classes, splits.in_chans)
     if benchmark is not None and space.name != benchmark.space:
-        raise ValueError(f"benchmark {cfg['benchmark']['type']!r} looks up {benchmark.space} cells; this search's "
-                         f"space is {space.name!r}")
+        raise ConfigError(f"benchmark {cfg['benchmark']['type']!r} looks up {benchmark.space} cells; this search's "
+                          f"space is {space.name!r}")
     discretizer = build("discretizers", cfg["discretizer"] or space.default_discretizer)
     strategy = build("strategies", cfg["strategy"])
     runtime = make_runtime(accelerator, cfg)
@@ -204,8 +205,8 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
     for split in ("train", "val"):  # a split smaller than one batch is an error now, not after the run folder exists
         try:
             loader(split, 0)
-        except ValueError as exc:
-            raise ValueError(f"search {split} split: {exc}") from None
+        except DataError as exc:
+            raise DataError(f"search {split} split: {exc}") from None
     sample = splits.train[0][0].unsqueeze(0)
     ctx = SearchContext(space, discretizer, runtime, splits.num_classes, sample, loader, progress,
                         cfg["max_steps_per_epoch"], cfg["eval_bn_batches"])

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdarts.config import ConfigError, build, load_yaml_text, read_yaml, validate_component
+from cdarts.config import build, load_yaml_text, read_yaml, validate_component
+from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.io import first_line
 
 
@@ -68,7 +69,7 @@ def evaluate(
     loss, top1, top5, images = totals.tolist()
     images = int(images)
     if images == 0:
-        raise ValueError("evaluation saw no images: the dataset split is empty")
+        raise DataError("evaluation saw no images: the dataset split is empty")
     return {
         "loss": loss / images,
         "top1": 100.0 * top1 / images,
@@ -90,7 +91,7 @@ def load_model(ref: str, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     folder = Path(ref.removeprefix("local-dir:"))
     if ref.startswith("local-dir:") or (folder.is_dir() and (folder / "config.json").is_file()):
         if ema:
-            raise ValueError("--ema applies to run folders and checkpoints; an export holds one set of weights")
+            raise ConfigError("--ema applies to run folders and checkpoints; an export holds one set of weights")
         return load_export(folder)
     trained = read_trained(ref)
     return trained.build(ema), dict(trained.data)
@@ -108,17 +109,17 @@ def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
+        raise FileError(f"{config_file}: not valid JSON ({exc})") from None
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True)
     except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError) as exc:
         first = first_line(exc)
         if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
-            raise ValueError(
+            raise FileError(
                 f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "
                 f"unpickling them could run code ({first})"
             ) from None
-        raise ValueError(f"{folder}: timm cannot rebuild this model ({first})") from None
+        raise FileError(f"{folder}: timm cannot rebuild this model ({first})") from None
     meta = config.get("cdarts", {}).get("data", {}) if isinstance(config.get("cdarts"), Mapping) else {}
     return model.eval(), dict(meta)
 
@@ -157,7 +158,7 @@ def evaluate_model(
     model, meta = load_model(ref, ema)
     if data is None:
         if "dataset" not in meta:
-            raise ValueError(f"{ref} does not record its training data; pass --data (e.g. --data digits)")
+            raise FileError(f"{ref} does not record its training data; pass --data (e.g. --data digits)")
         spec = validate_component("datasets", meta["dataset"], "data")
     else:
         spec = parse_data_spec(data) if isinstance(data, str) else validate_component("datasets", dict(data), "data")
@@ -165,16 +166,16 @@ def evaluate_model(
         spec = {**spec, "augment": False}
     splits = build("datasets", spec)
     if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; available: test, train")
+        raise ConfigError(f"unknown split {split!r}; available: test, train")
     dataset = splits.test if split == "test" else splits.train
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and num_classes != splits.num_classes:
-        raise ValueError(f"the model predicts {num_classes} classes but {spec['type']} has {splits.num_classes}")
+        raise DataError(f"the model predicts {num_classes} classes but {spec['type']} has {splits.num_classes}")
     sample = dataset[0][0]
     in_chans = getattr(model, "in_chans", sample.shape[0])
     if sample.shape[0] != in_chans:
-        raise ValueError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
-                         f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
+        raise DataError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
+                        f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, drop_last=False)
     result = evaluate(model.to(device), loader, device, max_batches=max_batches)

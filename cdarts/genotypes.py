@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
+from cdarts.errors import ConfigError, FileError
 from cdarts.ops.nb201 import NB201_PRIMITIVES
 from cdarts.registry import genotypes as genotype_registry
 from cdarts.registry import unknown_name_message
@@ -27,7 +28,7 @@ Edge = tuple[str, int]
 
 def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
     if not isinstance(pairs, (list, tuple)):
-        raise ValueError(f"{where}: expected a list of (op name, input index) pairs, got {pairs!r}")
+        raise ConfigError(f"{where}: expected a list of (op name, input index) pairs, got {pairs!r}")
     result = []
     for pair in pairs:
         if (
@@ -37,7 +38,7 @@ def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
             or isinstance(pair[1], bool)
             or not isinstance(pair[1], int)
         ):
-            raise ValueError(f"{where}: expected (op name, input index) pairs, got {pair!r}")
+            raise ConfigError(f"{where}: expected (op name, input index) pairs, got {pair!r}")
         result.append((pair[0], pair[1]))
     return tuple(result)
 
@@ -45,17 +46,17 @@ def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
 def _concat(values: Sequence[int], edges: tuple[Edge, ...], where: str) -> tuple[int, ...]:
     """The concatenated node indices; their count is the node count, so ``edges`` must divide evenly over it."""
     if not isinstance(values, (list, tuple, range)):
-        raise ValueError(f"{where}_concat: expected a list of node indices, got {values!r}")
+        raise ConfigError(f"{where}_concat: expected a list of node indices, got {values!r}")
     if not values or not edges or len(edges) % len(values):
-        raise ValueError(f"{where}: {len(edges)} edges do not divide evenly over {len(values)} nodes")
+        raise ConfigError(f"{where}: {len(edges)} edges do not divide evenly over {len(values)} nodes")
     try:
         concat = tuple(operator.index(c) for c in values)
     except TypeError:
-        raise ValueError(f"{where}_concat: expected node indices, got {values!r}") from None
+        raise ConfigError(f"{where}_concat: expected node indices, got {values!r}") from None
     bad = [c for c in concat if not 0 <= c < 2 + len(concat)]
     if bad:
         valid = f"0..{len(concat) + 1}"
-        raise ValueError(f"{where}_concat: no node {bad[0]} in a cell of {len(concat)} nodes (valid: {valid})")
+        raise ConfigError(f"{where}_concat: no node {bad[0]} in a cell of {len(concat)} nodes (valid: {valid})")
     return concat
 
 
@@ -84,7 +85,7 @@ class DartsGenotype:
             for index, (_, source) in enumerate(edges):
                 node = 2 + index // per_node
                 if not 0 <= source < node:
-                    raise ValueError(f"{cell}: node {node} cannot take input {source} (valid: 0..{node - 1})")
+                    raise ConfigError(f"{cell}: node {node} cannot take input {source} (valid: 0..{node - 1})")
 
     def nodes(self, cell: str) -> list[list[Edge]]:
         """The cell's edges grouped per intermediate node (node 2 first)."""
@@ -129,11 +130,11 @@ class NB201Genotype:
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_edges, (list, tuple)):
-            raise ValueError(f"expected one list of (op, input) pairs per node, got {self.node_edges!r}")
+            raise ConfigError(f"expected one list of (op, input) pairs per node, got {self.node_edges!r}")
         nodes = tuple(_edges(node, f"node {j + 1}") for j, node in enumerate(self.node_edges))
         for j, node in enumerate(nodes, start=1):
             if sorted(i for _, i in node) != list(range(j)):
-                raise ValueError(f"node {j} must have exactly one edge from each of nodes 0..{j - 1}, got {node!r}")
+                raise ConfigError(f"node {j} must have exactly one edge from each of nodes 0..{j - 1}, got {node!r}")
         object.__setattr__(self, "node_edges", nodes)
 
     def nodes(self, cell: str = "cell") -> list[list[Edge]]:
@@ -157,12 +158,12 @@ def parse_arch_string(text: str) -> NB201Genotype:
     nodes = []
     for j, part in enumerate(text.strip().split("+"), start=1):
         if not (part.startswith("|") and part.endswith("|")) or len(part) < 3:
-            raise ValueError(f"bad NAS-Bench-201 arch string {text!r}: node {j} part {part!r} is not '|op~i|...|'")
+            raise ConfigError(f"bad NAS-Bench-201 arch string {text!r}: node {j} part {part!r} is not '|op~i|...|'")
         edges = []
         for item in part[1:-1].split("|"):
             op, sep, index = item.rpartition("~")
             if not sep or not op or not index.isdigit():
-                raise ValueError(f"bad NAS-Bench-201 arch string {text!r}: edge {item!r} is not 'op~input'")
+                raise ConfigError(f"bad NAS-Bench-201 arch string {text!r}: edge {item!r} is not 'op~input'")
             edges.append((op, int(index)))
         nodes.append(tuple(edges))
     return NB201Genotype(tuple(nodes))
@@ -183,7 +184,7 @@ def nb201_from_ops(ops: Sequence[str]) -> NB201Genotype:
 def nb201_ops(genotype: NB201Genotype) -> tuple[str, ...]:
     """The cell's op per edge in ``NB201_EDGES`` order, whatever order its nodes list their edges in."""
     if len(genotype.node_edges) != 3:
-        raise ValueError(f"a NAS-Bench-201 cell has 3 nodes; {genotype} has {len(genotype.node_edges)}")
+        raise ConfigError(f"a NAS-Bench-201 cell has 3 nodes; {genotype} has {len(genotype.node_edges)}")
     by_edge = {(i, node): op for node, edges in enumerate(genotype.node_edges, start=1) for op, i in edges}
     return tuple(by_edge[edge] for edge in NB201_EDGES)
 
@@ -299,7 +300,7 @@ def _literal(node: ast.expr, text: str) -> Any:
             return range(*(ast.literal_eval(a) for a in node.args))
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(f"bad Genotype text {text!r}: {ast.unparse(node)!r} is not a literal") from None
+        raise ConfigError(f"bad Genotype text {text!r}: {ast.unparse(node)!r} is not a literal") from None
 
 
 def parse_darts_text(text: str) -> DartsGenotype:
@@ -307,22 +308,22 @@ def parse_darts_text(text: str) -> DartsGenotype:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise ValueError(f"bad Genotype text {text!r}: {exc.msg}") from None
+        raise ConfigError(f"bad Genotype text {text!r}: {exc.msg}") from None
     except (ValueError, MemoryError, RecursionError):
-        raise ValueError(f"bad Genotype text {text!r}: not parseable") from None
+        raise ConfigError(f"bad Genotype text {text!r}: not parseable") from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
-        raise ValueError(f"bad Genotype text {text!r}: expected Genotype(normal=..., reduce=...)")
+        raise ConfigError(f"bad Genotype text {text!r}: expected Genotype(normal=..., reduce=...)")
     fields = ("normal", "normal_concat", "reduce", "reduce_concat")
     if len(tree.args) > len(fields):
-        raise ValueError(f"bad Genotype text: {len(tree.args)} positional fields; valid fields: {', '.join(fields)}")
+        raise ConfigError(f"bad Genotype text: {len(tree.args)} positional fields; valid fields: {', '.join(fields)}")
     values = dict(zip(fields, (_literal(a, text) for a in tree.args), strict=False))
     for keyword in tree.keywords:
         if keyword.arg not in fields:
-            raise ValueError(f"bad Genotype text: unknown field {keyword.arg!r}; valid fields: {', '.join(fields)}")
+            raise ConfigError(f"bad Genotype text: unknown field {keyword.arg!r}; valid fields: {', '.join(fields)}")
         values[keyword.arg] = _literal(keyword.value, text)
     missing = [f for f in fields if f not in values]
     if missing:
-        raise ValueError(f"bad Genotype text: missing {', '.join(missing)}")
+        raise ConfigError(f"bad Genotype text: missing {', '.join(missing)}")
     return DartsGenotype(**values)
 
 
@@ -331,18 +332,18 @@ def genotype_from_json(data: Any) -> Genotype:
     if isinstance(data, str):
         return parse_genotype(data)
     if not isinstance(data, dict):
-        raise ValueError(f"expected a genotype object, got {type(data).__name__}")
+        raise ConfigError(f"expected a genotype object, got {type(data).__name__}")
     space = data.get("space", "darts")
     if space == "nas-bench-201":
         if not isinstance(data.get("arch"), str):
-            raise ValueError(f"NAS-Bench-201 genotype JSON needs an 'arch' string, got {data.get('arch')!r}")
+            raise ConfigError(f"NAS-Bench-201 genotype JSON needs an 'arch' string, got {data.get('arch')!r}")
         return parse_arch_string(data["arch"])
     if space != "darts":
-        raise ValueError(unknown_name_message("genotype space", space, ["darts", "nas-bench-201"]))
+        raise ConfigError(unknown_name_message("genotype space", space, ["darts", "nas-bench-201"]))
     fields = ("normal", "normal_concat", "reduce", "reduce_concat")
     missing = [f for f in fields if f not in data]
     if missing:
-        raise ValueError(f"genotype JSON is missing {', '.join(missing)}")
+        raise ConfigError(f"genotype JSON is missing {', '.join(missing)}")
     return DartsGenotype(**{f: data[f] for f in fields})
 
 
@@ -354,8 +355,12 @@ def parse_genotype(text: str) -> Genotype:
     if stripped.startswith("|"):
         return parse_arch_string(stripped)
     if stripped.startswith("{"):
-        return genotype_from_json(json.loads(stripped))
-    raise ValueError(f"cannot parse genotype {text!r}: expected Genotype(...), an arch string '|op~0|+...' or JSON")
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"bad genotype JSON {text!r}: {exc}") from None
+        return genotype_from_json(data)
+    raise ConfigError(f"cannot parse genotype {text!r}: expected Genotype(...), an arch string '|op~0|+...' or JSON")
 
 
 def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
@@ -376,8 +381,8 @@ def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
         try:
             return genotype_from_json(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a genotype JSON file ({exc})") from None
-    raise ValueError(
+            raise FileError(f"{path}: not a genotype JSON file ({exc})") from None
+    raise ConfigError(
         unknown_name_message("genotype", text, genotype_registry.names()) + " (nor a genotype JSON file or text)"
     )
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.genotypes import NB201Genotype, canonical_nb201, enumerate_nb201, nb201_from_ops, nb201_ops
 from cdarts.genotypes import parse_arch_string as _parse_arch_string
 from cdarts.io import atomic_write_text
@@ -34,9 +35,9 @@ _STANDARD = re.compile(r"\|([^|~+]+)~0\|\+\|([^|~+]+)~0\|([^|~+]+)~1\|\+\|([^|~+
 Ops = tuple[str, ...]
 
 
-class UnknownArchError(KeyError):
-    """The benchmark has no entry for a cell (nor for any cell isomorphic to it). A KeyError, so the commands report
-    it as bad input; ``str`` is the plain message (KeyError's would quote it)."""
+class UnknownArchError(DataError, KeyError):
+    """The benchmark has no entry for a cell (nor for any cell isomorphic to it): bad input to the commands, and a
+    KeyError to code that looks cells up; ``str`` is the plain message (KeyError's would quote it)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -80,11 +81,11 @@ def _number(value: Any, where: str) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         return math.nan
     if isinstance(value, bool):
-        raise ValueError(f"{where}: expected a number, got {value!r}")
+        raise FileError(f"{where}: expected a number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        raise FileError(f"{where}: expected a number, got {value!r}") from None
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -97,17 +98,17 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             rows = list(reader)
             return list(reader.fieldnames or []), rows
     if suffix != ".json":
-        raise ValueError(
+        raise ConfigError(
             f"benchmark table {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; use .csv or .json"
         )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"benchmark table {str(path)!r}: not valid JSON ({exc})") from None
+        raise FileError(f"benchmark table {str(path)!r}: not valid JSON ({exc})") from None
     if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
         lengths = {len(v) for v in data.values()}
         if len(lengths) > 1:
-            raise ValueError(f"benchmark table {str(path)!r}: the column lists differ in length ({sorted(lengths)})")
+            raise FileError(f"benchmark table {str(path)!r}: the column lists differ in length ({sorted(lengths)})")
         count = lengths.pop() if lengths else 0
         return list(data), [{k: v[i] for k, v in data.items()} for i in range(count)]
     if isinstance(data, list) and all(isinstance(row, dict) for row in data):
@@ -115,7 +116,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         for row in data:
             columns += [k for k in row if k not in columns]
         return columns, data
-    raise ValueError(
+    raise FileError(
         f"benchmark table {str(path)!r}: expected a list of row objects or an object of column lists, "
         f"got {type(data).__name__}"
     )
@@ -126,8 +127,8 @@ def _missing_columns(what: str, names: Iterable[str], columns: list[str], path: 
     if missing:
         match = close_match(missing[0], columns)
         hint = f"; did you mean {match!r}?" if match else ""
-        raise ValueError(f"benchmark table {str(path)!r} has no {what} column {missing[0]!r}; "
-                         f"columns: {', '.join(columns) or '(none)'}{hint}")
+        raise FileError(f"benchmark table {str(path)!r} has no {what} column {missing[0]!r}; "
+                        f"columns: {', '.join(columns) or '(none)'}{hint}")
 
 
 class TableBenchmark(Benchmark):
@@ -147,7 +148,7 @@ class TableBenchmark(Benchmark):
         _missing_columns("arch", [arch_column], columns, self.path)
         names = tuple(metrics) if metrics is not None else tuple(c for c in columns if c != arch_column)
         if not names:
-            raise ValueError(f"benchmark table {str(self.path)!r} has no metric columns besides {arch_column!r}")
+            raise FileError(f"benchmark table {str(self.path)!r} has no metric columns besides {arch_column!r}")
         _missing_columns("metric", names, columns, self.path)
         self.arch_column, self.metrics, self.canonical = arch_column, names, canonical
         self.rows: dict[Ops, dict[str, float]] = {}
@@ -158,9 +159,9 @@ class TableBenchmark(Benchmark):
             try:
                 ops = cell_ops(row.get(arch_column))
             except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+                raise FileError(f"{where}: {exc}") from None
             if ops in self.rows:
-                raise ValueError(f"{where}: cell {row.get(arch_column)!r} appears twice")
+                raise FileError(f"{where}: cell {row.get(arch_column)!r} appears twice")
             self.rows[ops] = {m: _number(row.get(m), f"{where}, column {m!r}") for m in names}
             self.ops.update(ops)
         self._by_class: dict[Ops, Ops] | None = None
@@ -235,12 +236,12 @@ class NatsBenchmark(Benchmark):
     def __init__(self, path: str | None, metrics: Sequence[str], hp: str) -> None:
         unknown = [m for m in metrics if m not in NATS_METRICS]
         if unknown or not metrics:
-            raise ValueError(f"unknown nats-bench metric {unknown[0] if unknown else '(none given)'!r}; "
-                             f"available: {', '.join(NATS_METRICS)}")
+            raise ConfigError(f"unknown nats-bench metric {unknown[0] if unknown else '(none given)'!r}; "
+                              f"available: {', '.join(NATS_METRICS)}")
         try:
             import nats_bench
         except ImportError:
-            raise ValueError(
+            raise ConfigError(
                 f"the nats-bench benchmark needs the optional 'nats_bench' package ({NATS_INSTALL}) and the "
                 f"{NATS_FILE} benchmark file; or use the 'table' benchmark with a CSV/JSON table"
             ) from None

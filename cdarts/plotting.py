@@ -15,6 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
+from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, Genotype, NB201Genotype
 from cdarts.io import atomic_write
 
@@ -88,8 +89,8 @@ def plot_format(path: str | Path) -> str:
     """The image format named by ``path``'s suffix; anything but .png, .svg, .pdf raises."""
     suffix = Path(path).suffix
     if suffix.lstrip(".").lower() not in FORMATS:
-        raise ValueError(f"cannot plot to {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; "
-                         f"use one of {', '.join('.' + f for f in FORMATS)}")
+        raise ConfigError(f"cannot plot to {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; "
+                          f"use one of {', '.join('.' + f for f in FORMATS)}")
     return suffix.lstrip(".").lower()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cdarts.config import read_yaml
+from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.genotypes import NB201_EDGES, load_genotype, nb201_from_ops
 from cdarts.io import atomic_write, atomic_write_json, atomic_write_text
 from cdarts.nasbench import PREFIX, Benchmark, UnknownArchError
@@ -254,17 +255,17 @@ def final_alpha(run_dir: str | Path, epoch: int | None = None) -> tuple[int, lis
         raise FileNotFoundError(f"{run_dir} has no genotypes.jsonl (not a search run folder?)")
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{path} is empty: the run has not finished an epoch")
+        raise FileError(f"{path} is empty: the run has not finished an epoch")
     if epoch is None:
         line = lines[-1]
     else:
         found = [line for line in lines if line["epoch"] == epoch]
         if not found:
-            raise ValueError(f"{path} has no epoch {epoch}; epochs: 0..{lines[-1]['epoch']}")
+            raise ConfigError(f"{path} has no epoch {epoch}; epochs: 0..{lines[-1]['epoch']}")
         line = found[0]
     if set(line["alpha"]) != {"cell"} or line.get("genotype", {}).get("space") != "nas-bench-201":
         space = line.get("genotype", {}).get("space", "?")
-        raise ValueError(f"correlation needs a nas-bench-201 run; {run_dir} searched the {space!r} space")
+        raise FileError(f"correlation needs a nas-bench-201 run; {run_dir} searched the {space!r} space")
     return line["epoch"], list(line["primitives"]), line["alpha"]["cell"]
 
 
@@ -281,7 +282,7 @@ def sample_cells(primitives: Sequence[str], count: int, seed: int) -> list[tuple
     """``count`` distinct cells drawn uniformly (seeded) from the ``len(primitives) ** 6`` of the space."""
     total = len(primitives) ** len(NB201_EDGES)
     if count < 2:
-        raise ValueError(f"need at least 2 sampled cells for a correlation, got {count}")
+        raise ConfigError(f"need at least 2 sampled cells for a correlation, got {count}")
     picks = random.Random(seed).sample(range(total), min(count, total))
     cells = []
     for pick in picks:
@@ -307,7 +308,7 @@ def correlation(
 
     metric = metric or benchmark.metrics[0]
     if metric not in benchmark.metrics:
-        raise ValueError(f"unknown benchmark metric {metric!r}; available: {', '.join(benchmark.metrics)}")
+        raise ConfigError(f"unknown benchmark metric {metric!r}; available: {', '.join(benchmark.metrics)}")
     epoch, primitives, weights = final_alpha(run_dir, epoch)
     points, missing = [], 0
     for ops in sample_cells(primitives, samples, seed):
@@ -320,7 +321,7 @@ def correlation(
         if math.isfinite(value):
             points.append({"arch": arch, "score": alpha_score(weights, primitives, ops), "value": value})
     if len(points) < 2:
-        raise ValueError(f"only {len(points)} of {samples} sampled cells have a {metric!r} value in the benchmark")
+        raise DataError(f"only {len(points)} of {samples} sampled cells have a {metric!r} value in the benchmark")
     scores, values = [p["score"] for p in points], [p["value"] for p in points]
     with warnings.catch_warnings():  # constant input: the coefficients are NaN, reported as undefined (None)
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
@@ -427,9 +428,9 @@ def plan_study(
     from cdarts.engine import search_config
 
     if not seeds:
-        raise ValueError("no seeds given")
+        raise ConfigError("no seeds given")
     if len(set(seeds)) != len(seeds) or (strategies and len(set(strategies)) != len(strategies)):
-        raise ValueError(
+        raise ConfigError(
             f"seeds and strategies must not repeat: seeds {list(seeds)}, strategies {list(strategies or [])}"
         )
     raw = read_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(dict(config))
@@ -458,8 +459,8 @@ def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) ->
         if saved.is_file():
             changed = differences(load_config(saved, search_config), plan.filled)
             if changed:
-                raise ValueError(f"{plan.run_dir} holds a run of another config (differs at {', '.join(changed[:5])}); "
-                                 "choose another --output or remove that folder")
+                raise ConfigError(f"{plan.run_dir} holds a run of another config (differs at "
+                                  f"{', '.join(changed[:5])}); choose another --output or remove that folder")
         where = f"[{index}/{len(plans)}] {plan.label} seed {plan.seed}"
         if (plan.run_dir / "genotype.json").is_file():
             log(f"{where}: finished in {plan.run_dir}, skipping")

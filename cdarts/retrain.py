@@ -47,6 +47,7 @@ from cdarts.config import (
     validate,
 )
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
+from cdarts.errors import FileError, UserInputError
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, first_line, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
@@ -181,7 +182,7 @@ def _check_values(cfg: dict[str, Any]) -> list[str]:
         model[key] = defaults[key] if model[key] is None else model[key]
     try:
         model["genotype"] = resolve_genotype(model["genotype"] or defaults["genotype"]).to_json()
-    except (ValueError, LookupError, TypeError) as exc:
+    except UserInputError as exc:
         problems.append(f"model.genotype: {exc}")
     checks = [
         ("epochs", cfg["epochs"] >= 1, "at least 1"),
@@ -275,7 +276,7 @@ def replace_train_transform(splits: DatasetSplits, augment: Mapping[str, Any], c
     """Swap the dataset's training transform for timm's: ``create_transform`` for large images; for small ones
     (<= 64 px) padded crop, flip, timm's AutoAugment/RandAugment/AugMix, cutout and random erasing."""
     if not hasattr(splits.train, "transform"):
-        raise ValueError(
+        raise ConfigError(
             "augment.auto_augment and augment.re_prob need a dataset of images with a transform (cifar10, cifar100, "
             f"imagefolder, imagenet); this dataset ({type(splits.train).__name__}) holds ready tensors"
         )
@@ -303,7 +304,7 @@ def replace_train_transform(splits: DatasetSplits, augment: Mapping[str, Any], c
             else:
                 steps.append(auto_augment_transform(aa, hparams))
     except (AssertionError, KeyError, ValueError) as exc:
-        raise ValueError(f"augment.auto_augment: invalid timm augmentation {aa!r} ({exc})") from None
+        raise ConfigError(f"augment.auto_augment: invalid timm augmentation {aa!r} ({exc})") from None
     steps += [T.ToTensor(), T.Normalize(splits.mean, splits.std)]
     if cutout:
         steps.append(Cutout(cutout))
@@ -358,12 +359,12 @@ def safe_torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(
+        raise FileError(
             f"{path}: refused to load: the file holds Python objects other than tensors and plain data, and "
             f"unpickling them could run code (torch.load weights_only=True: {first_line(exc)})"
         ) from None
     except Exception as exc:  # the weights-only unpickler raises KeyError, IndexError... on content that is not torch's
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
+        raise FileError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def load_weights(path: str | Path) -> dict[str, Tensor]:
@@ -378,14 +379,14 @@ def load_weights(path: str | Path) -> dict[str, Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise FileError(f"{path}: not a readable safetensors file ({exc})") from None
     data = safe_torch_load(path)
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]
             break
     if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict (names -> tensors), got {type(data).__name__}")
+        raise FileError(f"{path}: expected a state dict (names -> tensors), got {type(data).__name__}")
     return dict(data)
 
 
@@ -405,7 +406,7 @@ class TrainedModel:
     def state_dict(self, ema: bool = False) -> dict[str, Tensor]:
         """The inference weights (auxiliary tower dropped), of the EMA if ``ema``."""
         if ema and self.ema_weights is None:
-            raise ValueError(f"{self.path}: holds no EMA weights (the run had `ema: null`); drop --ema")
+            raise FileError(f"{self.path}: holds no EMA weights (the run had `ema: null`); drop --ema")
         weights = self.ema_weights if ema else self.weights
         return {k: v for k, v in weights.items() if not k.startswith("auxiliary_head.")}
 
@@ -416,7 +417,7 @@ class TrainedModel:
         try:
             model = timm.create_model(self.architecture, **self.model_args)
         except RuntimeError as exc:
-            raise ValueError(f"{self.path}: cannot rebuild architecture {self.architecture!r}: {exc}") from None
+            raise FileError(f"{self.path}: cannot rebuild architecture {self.architecture!r}: {exc}") from None
         load_into(model, self.state_dict(ema), self.path)
         return model.eval()
 
@@ -433,7 +434,7 @@ def load_into(model: nn.Module, weights: Mapping[str, Tensor], source: Path | st
         parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong))
                  if keys]
-        raise ValueError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
+        raise FileError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
 
 
@@ -458,12 +459,12 @@ def read_trained(ref: str | Path) -> TrainedModel:
     path = find_checkpoint(ref)
     if path.is_file():
         if path.suffix == ".safetensors":
-            raise ValueError(f"{path}: a bare weights file does not say which network it holds; pass the run "
-                             "folder or checkpoint folder it came from")
+            raise FileError(f"{path}: a bare weights file does not say which network it holds; pass the run "
+                            "folder or checkpoint folder it came from")
         data = safe_torch_load(path)
         if not isinstance(data, Mapping) or not {"architecture", "model_args", "state_dict"} <= set(data):
-            raise ValueError(f"{path}: expected a dict with architecture, model_args and state_dict "
-                             "(or pass a run folder / checkpoint folder)")
+            raise FileError(f"{path}: expected a dict with architecture, model_args and state_dict "
+                            "(or pass a run folder / checkpoint folder)")
         return TrainedModel(path, data["architecture"], dict(data["model_args"]), dict(data["state_dict"]),
                             data.get("state_dict_ema"), dict(data.get("data", {})), dict(data.get("metrics", {})))
     tensors, _, state = load_checkpoint(path)
@@ -554,7 +555,7 @@ def train(
 
     if config is None:
         if not resume or output is None:
-            raise ValueError("a config is needed (only --resume with --output can reuse the run's own config.yaml)")
+            raise ConfigError("a config is needed (only --resume with --output can reuse the run's own config.yaml)")
         config = Path(output) / "config.yaml"
     cfg = load_retrain_config(config, overrides, genotype)
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
@@ -568,8 +569,8 @@ def train(
         saved = load_retrain_config(run_dir / "config.yaml")
         if config_hash(saved) != config_hash(cfg):
             changed = sorted(k for k in set(saved) | set(cfg) if saved.get(k) != cfg.get(k))
-            raise ValueError(f"the config differs from the run's config.yaml in {', '.join(changed)}; resume with "
-                             "the run's own config (omit --config) or start a new --output")
+            raise ConfigError(f"the config differs from the run's config.yaml in {', '.join(changed)}; resume with "
+                              "the run's own config (omit --config) or start a new --output")
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
@@ -625,7 +626,7 @@ def train(
         if found is not None:
             path, (tensors, optim, state) = found
             if state.get("config_hash") != config_hash(cfg):
-                raise ValueError(f"{path}: written by a different config than the run's config.yaml")
+                raise CheckpointError(f"{path}: written by a different config than the run's config.yaml")
             restore_modules(tensors, modules)
             optimizer.load_state_dict(optim["optimizers"]["model"])
             if scaler is not None and "scaler" in state:

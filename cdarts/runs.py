@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from cdarts.errors import ConfigError
+
 
 def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | None = None, **kwargs: Any) -> Any:
     """One Accelerator for the run (created in the command, never at import).
@@ -38,7 +40,7 @@ def resolve_run_dir(output: str | Path | None, name: str, resume: bool) -> Path:
     resuming it. The default is ``runs/<name>-<timestamp>``."""
     if output is None:
         if resume:
-            raise ValueError("--resume needs --output pointing at the run folder to continue")
+            raise ConfigError("--resume needs --output pointing at the run folder to continue")
         output = Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(output)
     if run_dir.exists() and not run_dir.is_dir():

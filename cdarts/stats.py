@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, Genotype, NB201Genotype
 from cdarts.registry import unknown_name_message
 from cdarts.spaces.darts import DartsNetwork
@@ -55,17 +56,17 @@ PRESETS: dict[str, dict[str, NetworkSettings]] = {
 def resolve_settings(space: str, preset: str = "cifar10", **overrides: int | None) -> NetworkSettings:
     """A preset with the given overrides (``channels``, ``layers``, ``input_size``, ``num_classes``; None keeps)."""
     if space not in PRESETS:
-        raise ValueError(unknown_name_message("space", space, list(PRESETS)))
+        raise ConfigError(unknown_name_message("space", space, list(PRESETS)))
     if preset not in PRESETS[space]:
-        raise ValueError(unknown_name_message("preset", preset, list(PRESETS[space])))
+        raise ConfigError(unknown_name_message("preset", preset, list(PRESETS[space])))
     allowed = ("channels", "layers", "input_size", "num_classes")
     unknown = [k for k in overrides if k not in allowed]
     if unknown:
-        raise ValueError(f"unknown setting {unknown[0]!r}; valid: {', '.join(allowed)}")
+        raise ConfigError(f"unknown setting {unknown[0]!r}; valid: {', '.join(allowed)}")
     values = {k: v for k, v in overrides.items() if v is not None}
     for key, value in values.items():
         if value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value}")
+            raise ConfigError(f"{key} must be a positive integer, got {value}")
     return replace(PRESETS[space][preset], **values)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import cdarts  # noqa: F401 - registers every built-in component
 from cdarts.cli.common import report_user_errors
-from cdarts.config import load_yaml_text, read_yaml, validate_component
+from cdarts.config import ConfigError, load_yaml_text, read_yaml, validate_component
 
 
 def benchmark_spec(text: str | None, run_dir: Path) -> dict[str, Any]:
@@ -23,13 +23,13 @@ def benchmark_spec(text: str | None, run_dir: Path) -> dict[str, Any]:
         saved = run_dir / "config.yaml"
         spec = read_yaml(saved).get("benchmark") if saved.is_file() else None
         if not spec:
-            raise ValueError(f"{run_dir} was searched without a benchmark; give one with --benchmark, e.g. "
-                             "--benchmark '{type: table, path: nb201.csv}' or --benchmark nats-bench")
+            raise ConfigError(f"{run_dir} was searched without a benchmark; give one with --benchmark, e.g. "
+                              "--benchmark '{type: table, path: nb201.csv}' or --benchmark nats-bench")
     elif text.endswith((".yaml", ".yml")):
         data = read_yaml(text)
         spec = data.get("benchmark", data)
         if not spec:
-            raise ValueError(f"{text} has an empty 'benchmark'")
+            raise ConfigError(f"{text} has an empty 'benchmark'")
     else:
         spec = load_yaml_text(text)
     return validate_component("benchmarks", spec, "--benchmark")

@@ -1,5 +1,5 @@
 """What every command shares: bad input becomes one line on stderr and exit code 2, never a traceback; a run that
-cannot go on (disk full, a NaN loss) stops with one line and exit code 1."""
+cannot go on (disk full, a NaN loss) stops with one line and exit code 1; a bug keeps its traceback (exit code 1)."""
 from __future__ import annotations
 
 import re
@@ -10,11 +10,12 @@ from typing import NoReturn
 
 import yaml
 
-from cdarts.config import ConfigError
+from cdarts.errors import UserInputError
 from cdarts.registry import RegistryError
 
-USER_ERRORS = (ConfigError, RegistryError, FileNotFoundError, FileExistsError, ValueError, KeyError)
-"""Exceptions that mean "bad input" (config, names, paths, files); anything else is a bug and keeps its traceback."""
+USER_ERRORS = (UserInputError, RegistryError, FileNotFoundError, FileExistsError)
+"""Exceptions that mean "bad input" (config, data, files, names, paths). A bare ``ValueError`` or ``KeyError`` is
+not among them: raised by the library or a library it calls, it is a bug and keeps its traceback."""
 
 RUN_ERRORS = (OSError, FloatingPointError)
 """Exceptions that stop a run for a reason outside the code: writing outputs failed (``WriteError``: disk full...),
@@ -49,15 +50,16 @@ def yaml_message(exc: yaml.YAMLError) -> str:
 
 
 def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI ``main`` so bad input prints ``<prog>: error: ...`` and exits 2, and a run that cannot go on
-    (``RUN_ERRORS``) prints the same one line and exits 1."""
+    """Wrap a CLI ``main`` so bad input (``USER_ERRORS``) prints ``<prog>: error: ...`` and exits 2, and a run that
+    cannot go on (``RUN_ERRORS``) prints the same one line and exits 1; anything else propagates with its traceback,
+    which Python prints before exiting 1."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
         try:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as exc:
-            fail(main, str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), 2)
+            fail(main, str(exc), 2)
         except yaml.YAMLError as exc:
             fail(main, yaml_message(exc), 2)
         except RUN_ERRORS as exc:

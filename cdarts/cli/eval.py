@@ -5,6 +5,7 @@ import argparse
 import json
 
 from cdarts.cli.common import report_user_errors
+from cdarts.errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     import torch
 
     from cdarts.evaluate import evaluate_model

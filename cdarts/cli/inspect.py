@@ -14,6 +14,7 @@ from typing import Any
 
 import cdarts  # noqa: F401 - registers every built-in component
 from cdarts.cli.common import report_user_errors
+from cdarts.errors import ConfigError
 from cdarts.genotypes import Genotype, NB201Genotype, canonical_nb201, load_genotype
 from cdarts.plotting import plot_format, plot_genotype
 from cdarts.registry import REGISTRIES, registry, unknown_name_message
@@ -65,12 +66,12 @@ def inspect_genotype(
     """Everything ``cdarts-inspect --json`` prints for ``ref`` (a genotype, or anything ``load_genotype`` takes);
     ``source`` names it in messages and the report (default: ``ref`` as given)."""
     if space is not None and space not in SPACES:
-        raise ValueError(unknown_name_message("space", space, list(SPACES)))
+        raise ConfigError(unknown_name_message("space", space, list(SPACES)))
     genotype = resolve_genotype(ref) if isinstance(ref, str) else ref
     source = source or (ref if isinstance(ref, str) else str(genotype))
     found = genotype_space(genotype)
     if space is not None and space != found:
-        raise ValueError(f"genotype {source!r} belongs to the {found!r} space, not {space!r}")
+        raise ConfigError(f"genotype {source!r} belongs to the {found!r} space, not {space!r}")
     settings = resolve_settings(
         found, preset, channels=channels, layers=layers, input_size=input_size, num_classes=num_classes
     )

@@ -8,6 +8,7 @@ import sys
 import cdarts  # noqa: F401 - registers every built-in component
 from cdarts.cli.common import report_user_errors
 from cdarts.cli.inspect import registered_lines
+from cdarts.errors import ConfigError
 from cdarts.registry import REGISTRIES
 
 COMMANDS = {
@@ -43,7 +44,7 @@ def run_command(name: str, argv: list[str]) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
-        raise ValueError(f"command {name!r} is not implemented yet ({module_name} is missing)") from None
+        raise ConfigError(f"command {name!r} is not implemented yet ({module_name} is missing)") from None
     return module.main(argv) or 0
 
 

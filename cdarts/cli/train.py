@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from cdarts.cli.common import report_user_errors
+from cdarts.errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.config is None and not args.resume:
-        raise ValueError("--config is required (only --resume can reuse the run folder's config.yaml)")
+        raise ConfigError("--config is required (only --resume can reuse the run folder's config.yaml)")
     from cdarts.retrain import train
 
     init = args.init

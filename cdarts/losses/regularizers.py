@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from cdarts.errors import ConfigError
 from cdarts.registry import losses, unknown_name_message
 
 
@@ -26,7 +27,7 @@ class AlphaL1(nn.Module):
         super().__init__()
         for op in ops:
             if op not in primitives:
-                raise ValueError(f"alpha_l1: {unknown_name_message('op', op, list(primitives))}")
+                raise ConfigError(f"alpha_l1: {unknown_name_message('op', op, list(primitives))}")
         if on not in ("logits", "softmax"):
             raise ValueError(f"alpha_l1: 'on' must be 'logits' or 'softmax', got {on!r}")
         self.primitives = list(primitives)

@@ -15,6 +15,7 @@ from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
+from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, load_genotype
 from cdarts.spaces.base import StageOutputs
 from cdarts.spaces.darts import DartsNetwork, Stem
@@ -29,7 +30,7 @@ def resolve_genotype(genotype: str | Mapping[str, Any] | DartsGenotype) -> Darts
     """A DARTS-space genotype from a registered name, DARTS text, JSON data or a genotype file."""
     resolved = load_genotype(dict(genotype) if isinstance(genotype, Mapping) else genotype)
     if not isinstance(resolved, DartsGenotype):
-        raise ValueError(f"cdarts models need a DARTS-space genotype, got a {resolved.space} one: {resolved}")
+        raise ConfigError(f"cdarts models need a DARTS-space genotype, got a {resolved.space} one: {resolved}")
     return resolved
 
 
