@@ -12,7 +12,9 @@ path, the bad value, the valid choices and a close match.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import math
 import re
 import types
 import typing
@@ -24,7 +26,10 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 
 from cdarts.errors import ConfigError
-from cdarts.registry import close_match, registry, unknown_name_message
+from cdarts.registry import SHOWN_CHARS, close_match, registry, shown, unknown_name_message
+
+MAX_ALIAS_VALUES = 10_000
+"""How many values YAML aliases may add to a config: far above any real use, far below an alias bomb's billions."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -32,16 +37,77 @@ class _Loader(yaml.SafeLoader):
     booleans (YAML 1.1 also reads ``no``, ``off``, ``y``..., which breaks ``mixed_precision: no``).
 
     A scalar its tag cannot hold (``2020-02-30``, ``!!int x``) is a ``ConstructorError`` with its position, not the
-    ValueError or AttributeError that PyYAML's constructors let escape.
+    ValueError or AttributeError that PyYAML's constructors let escape. A duplicate key is an error (PyYAML keeps
+    the last silently), and so are aliases that expand to more than ``MAX_ALIAS_VALUES`` values or into themselves:
+    a few hundred bytes of nested anchors would otherwise build billions of values.
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._alias_values = 0
+        self._open_anchors: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        if event.anchor in self._open_anchors:
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is inside its own anchor",
+                                              event.start_mark)
+        node = super().compose_node(parent, index)
+        self._alias_values += self._size(node)
+        if self._alias_values > MAX_ALIAS_VALUES:
+            raise yaml.composer.ComposerError(None, None, f"aliases expand to more than {MAX_ALIAS_VALUES} values",
+                                              event.start_mark)
+        return node
+
+    def compose_sequence_node(self, anchor: str | None) -> yaml.Node:
+        return self._compose_open(super().compose_sequence_node, anchor)
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.Node:
+        return self._compose_open(super().compose_mapping_node, anchor)
+
+    def _compose_open(self, compose: Callable[[str | None], yaml.Node], anchor: str | None) -> yaml.Node:
+        self._open_anchors.append(anchor)
+        try:
+            return compose(anchor)
+        finally:
+            self._open_anchors.pop()
+
+    def _size(self, node: yaml.Node) -> int:
+        """The values ``node`` expands to, each alias counted in full (memoised: linear in the distinct nodes)."""
+        if id(node) not in self._sizes:
+            if isinstance(node, yaml.MappingNode):
+                children = [child for pair in node.value for child in pair]
+            else:
+                children = node.value if isinstance(node, yaml.SequenceNode) else []
+            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
+        return self._sizes[id(node)]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {shown(key)} (lines {seen[key]} and {line})", key_node.start_mark
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, TypeError, AttributeError, LookupError, OverflowError) as exc:
-            shown = node.value if isinstance(node, yaml.ScalarNode) else node.id
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.id
             raise yaml.constructor.ConstructorError(
-                None, None, f"invalid {node.tag.rsplit(':', 1)[-1]} value {shown!r} ({exc})", node.start_mark
+                None, None, f"invalid {node.tag.rsplit(':', 1)[-1]} value {shown(value)} ({str(exc)[:SHOWN_CHARS]})",
+                node.start_mark,
             ) from None
 
 
@@ -82,6 +148,60 @@ class NameOf:
     kind: str
 
 
+@dataclass(frozen=True)
+class Fields:
+    """Marks a mapping parameter as a config section whose keys are the keyword-only parameters of ``schema``."""
+
+    schema: Callable
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a number, checked before anything is built: ``Annotated[float, Range(gt=0)]``.
+
+    ``ge``/``gt``/``le``/``lt`` are inclusive/exclusive bounds, ``why`` a reason the message gives. A float must
+    also be finite: no parameter takes NaN or inf. ``Range()`` declares a number that any finite value suits.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    why: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        low = f"[{self.ge}" if self.ge is not None else None if self.gt is None else f"({self.gt}"
+        high = f"{self.le}]" if self.le is not None else None if self.lt is None else f"{self.lt})"
+        if low and high:
+            text = f"in {low}, {high}"
+        elif low:
+            text = f"{'at least' if self.ge is not None else 'greater than'} {low[1:]}"
+        elif high:
+            text = f"{'at most' if self.le is not None else 'less than'} {high[:-1]}"
+        else:
+            text = ""
+        return f"{text} ({self.why})" if self.why else text
+
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Probability = Annotated[float, Range(ge=0, le=1)]
+Fraction = Annotated[float, Range(ge=0, lt=1)]
+Seed = Annotated[int, Range(ge=0, lt=2**32, why="numpy's seed range")]
+Timeout = Annotated[float, Range(gt=0, le=604_800, why="a week")]
+
+
+def Section(schema: Callable) -> Any:  # noqa: N802 - reads as a type in signatures
+    """Type hint for a mapping whose keys are ``schema``'s keyword-only parameters, e.g. ``model: Section(f)``."""
+    return Annotated[dict, Fields(schema)]
+
+
 def Registered(kind: str) -> Any:  # noqa: N802 - reads as a type in signatures
     """Type hint for a string that must name a registered component, e.g. ``list[Registered("ops")]``."""
     return Annotated[str, NameOf(kind)]
@@ -101,12 +221,19 @@ def build(kind: str, spec: Mapping[str, Any] | str, *args: Any, **kwargs: Any) -
 
 def config_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
     """The keyword-only parameters of a factory: its config keys."""
+    return dict(_keyword_parameters(factory))
+
+
+@functools.cache
+def _keyword_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
     return {
         name: p for name, p in inspect.signature(factory).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
 
 
+@functools.cache
 def _type_hints(factory: Callable) -> dict[str, Any]:
+    """A factory's resolved type hints, read once: resolving them is most of the cost of validating a config."""
     try:
         return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=True)
     except Exception:  # unresolvable forward references: validate those parameters loosely
@@ -120,7 +247,33 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
+
+
+def _nonfinite(value: Any) -> bool:
+    """A NaN or infinite float, or an int too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return not math.isfinite(value)
+    except OverflowError:
+        return True
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` has the shape of a union's option, whose own check then says best what is wrong with it: any
+    value for a component, a section or a name, a list for a sequence, a mapping for a dict, a number for a number."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, marker = typing.get_args(annotation)[:2]
+        return _fits(value, base) if isinstance(marker, Range) else True
+    if origin in (list, tuple, Sequence, Iterable) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if annotation in (int, float) and not isinstance(value, bool):
+        return isinstance(value, int) or (annotation is float and isinstance(value, float))
+    return False
 
 
 def _type_name(annotation: Any) -> str:
@@ -130,8 +283,12 @@ def _type_name(annotation: Any) -> str:
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(annotation))
     if origin is Annotated:
-        marker = typing.get_args(annotation)[1]
-        return f"{marker.kind} component" if isinstance(marker, Kind) else f"{registry(marker.kind).singular} name"
+        base, marker = typing.get_args(annotation)[:2]
+        if isinstance(marker, Kind):
+            return f"{marker.kind} component"
+        if isinstance(marker, NameOf):
+            return f"{registry(marker.kind).singular} name"
+        return "mapping" if isinstance(marker, Fields) else _type_name(base)
     if origin in (Union, types.UnionType):
         return " | ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is not None:
@@ -147,6 +304,7 @@ class _Validator:
         self.problems: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
+        path = path if len(path) <= SHOWN_CHARS else path[: SHOWN_CHARS - 3] + "..."
         self.problems.append(f"{path or '<config>'}: {message}")
 
     def component(self, kind: str, spec: Any, path: str) -> Any:
@@ -178,7 +336,7 @@ class _Validator:
         for name, param in params.items():
             sub = _join(path, name)
             if name in args:
-                value = args[name]
+                value = _with_slot_default(args[name], param.default)
             elif param.default is inspect.Parameter.empty:
                 self.fail(sub, f"missing required key for {owner}")
                 continue
@@ -187,16 +345,24 @@ class _Validator:
             filled[name] = self.value(value, hints.get(name, Any), sub)
         return filled
 
-    def value(self, value: Any, annotation: Any, path: str) -> Any:
-        """Check ``value`` against a type hint; return it normalised (ints as floats, tuples as lists)."""
+    def value(self, value: Any, annotation: Any, path: str, or_null: bool = False) -> Any:
+        """Check ``value`` against a type hint; return it normalised (ints as floats, tuples as lists). ``or_null``:
+        the hint is an option of a union with None, which a range's message mentions."""
         if annotation is Any or annotation is inspect.Parameter.empty:
             return value
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
         if origin is Annotated:
-            marker = next((a for a in args[1:] if isinstance(a, (Kind, NameOf))), None)
+            marker = next((a for a in args[1:] if isinstance(a, (Kind, NameOf, Fields, Range))), None)
             if isinstance(marker, Kind):
                 return self.component(marker.kind, value, path)
+            if isinstance(marker, Fields):
+                if not isinstance(value, Mapping):
+                    self.fail(path, f"expected a mapping, got {_describe(value)}")
+                    return value
+                return self.arguments(marker.schema, value, path, f"section {path!r}")
+            if isinstance(marker, Range):
+                return self.number(value, args[0], marker, path, or_null)
             if isinstance(marker, NameOf) and isinstance(value, str) and not registry(marker.kind).has(value):
                 reg = registry(marker.kind)
                 self.fail(path, unknown_name_message(reg.singular, value, reg.names()))
@@ -208,9 +374,9 @@ class _Validator:
                 result = trial.value(value, option, path)
                 if not trial.problems:
                     return result
-            components = [a for a in args if typing.get_origin(a) is Annotated]
-            if len(components) == 1 and value is not None:
-                return self.value(value, components[0], path)
+            fitting = [a for a in args if value is not None and _fits(value, a)]
+            if len(fitting) == 1:
+                return self.value(value, fitting[0], path, or_null=type(None) in args)
             self.fail(path, f"expected {_type_name(annotation)}, got {_describe(value)}")
             return value
         if annotation is type(None):
@@ -222,7 +388,7 @@ class _Validator:
                 choices = ", ".join(repr(a) for a in args)
                 match = close_match(str(value), [str(a) for a in args])
                 hint = f"; did you mean {match!r}?" if match else ""
-                self.fail(path, f"invalid value {value!r}; valid choices: {choices}{hint}")
+                self.fail(path, f"invalid value {shown(value)}; valid choices: {choices}{hint}")
             return value
         if origin in (list, tuple, Sequence, Iterable) or annotation in (list, tuple):
             return self.sequence(value, annotation, path)
@@ -247,10 +413,26 @@ class _Validator:
         item_type = args[0] if args else Any
         return [self.value(v, item_type, _join(path, i)) for i, v in enumerate(value)]
 
+    def number(self, value: Any, annotation: Any, bounds: Range, path: str, or_null: bool) -> Any:
+        """A number of type ``annotation`` that is finite and within ``bounds``."""
+        trial = _Validator()
+        result = trial.scalar(value, annotation, path)
+        nonfinite = annotation is float and _nonfinite(value)
+        if trial.problems and not nonfinite:
+            self.problems += trial.problems
+            return value
+        if nonfinite or value not in bounds:
+            expected = f"a finite number {bounds}".rstrip() if nonfinite else str(bounds)
+            self.fail(path, f"expected {expected}{' (or null)' if or_null else ''}, got {shown(value)}")
+        return result
+
     def scalar(self, value: Any, annotation: Any, path: str) -> Any:
         if annotation is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                if not _nonfinite(value):
+                    return float(value)
+                self.fail(path, f"expected a finite number, got {shown(value)}")
+                return value
         elif annotation is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
@@ -264,6 +446,23 @@ class _Validator:
             return value
         self.fail(path, f"expected {_type_name(annotation)}, got {_describe(value)}")
         return value
+
+
+class _Overridden(dict):
+    """A mapping that ``--set`` created where the config had none: it fills in over the slot's default."""
+
+
+def _with_slot_default(value: Any, default: Any) -> Any:
+    """``value`` over a copy of ``default`` where ``--set`` created ``value`` inside a slot whose default names the
+    same type (or ``value`` names none): ``--set strategy.w_optimizer.lr=0.5`` keeps the default optimizer."""
+    if not (isinstance(value, _Overridden) and isinstance(default, Mapping)):
+        return value
+    if value.get("type", default.get("type")) != default.get("type"):
+        return value
+    merged = copy.deepcopy(dict(default))
+    for key, item in value.items():
+        merged[key] = _with_slot_default(item, merged.get(key))
+    return merged
 
 
 def validate(root: Callable, config: Mapping[str, Any], path: str = "") -> dict[str, Any]:
@@ -334,7 +533,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             if isinstance(child, str) and depth < len(keys) - 1:
                 child = {"type": child}
             if child is None:
-                child = {}
+                child = _Overridden()
             if not isinstance(child, dict):
                 where = ".".join(keys[: depth + 1])
                 raise ConfigError([f"--set {text!r}: {where} is {_describe(child)}, not a mapping"])

@@ -8,6 +8,7 @@ supernet has hundreds of small weight tensors, and the loop costs ~2x the foreac
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
 
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
@@ -15,14 +16,18 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torch.optim import Optimizer
 
+from cdarts.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, Range
 from cdarts.registry import optimizers, schedulers
 
 Params = Iterable[nn.Parameter] | Iterable[dict]
+Beta = Annotated[float, Range(ge=0, lt=1)]
+"""A moving-average coefficient (momentum, Adam's betas): 1 or more never forgets and diverges."""
 
 
 @optimizers.register("sgd")
 def sgd(
-    params: Params, *, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 3e-4, nesterov: bool = False
+    params: Params, *, lr: NonNegativeFloat = 0.1, momentum: Beta = 0.9, weight_decay: NonNegativeFloat = 3e-4,
+    nesterov: bool = False,
 ) -> Optimizer:
     return create_optimizer_v2(params, opt="nesterov" if nesterov else "momentum", lr=lr, momentum=momentum,
                                weight_decay=weight_decay, foreach=True)
@@ -30,8 +35,8 @@ def sgd(
 
 @optimizers.register("adam")
 def adam(
-    params: Params, *, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.99), weight_decay: float = 0.0,
-    eps: float = 1e-8,
+    params: Params, *, lr: NonNegativeFloat = 3e-4, betas: tuple[Beta, Beta] = (0.5, 0.99),
+    weight_decay: NonNegativeFloat = 0.0, eps: PositiveFloat = 1e-8,
 ) -> Optimizer:
     """Adam; the default betas are the CDARTS paper's for alpha (Appendix A), the public code's are (0.5, 0.999)."""
     return create_optimizer_v2(params, opt="adam", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
@@ -40,15 +45,15 @@ def adam(
 
 @optimizers.register("adamw")
 def adamw(
-    params: Params, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.05,
-    eps: float = 1e-8,
+    params: Params, *, lr: NonNegativeFloat = 1e-3, betas: tuple[Beta, Beta] = (0.9, 0.999),
+    weight_decay: NonNegativeFloat = 0.05, eps: PositiveFloat = 1e-8,
 ) -> Optimizer:
     return create_optimizer_v2(params, opt="adamw", lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
                                foreach=True)
 
 
 @optimizers.register("lamb")
-def lamb(params: Params, *, lr: float = 5e-3, weight_decay: float = 0.02) -> Optimizer:
+def lamb(params: Params, *, lr: NonNegativeFloat = 5e-3, weight_decay: NonNegativeFloat = 0.02) -> Optimizer:
     return create_optimizer_v2(params, opt="lamb", lr=lr, weight_decay=weight_decay)
 
 
@@ -60,8 +65,8 @@ def constant(optimizer: Optimizer, epochs: int, updates_per_epoch: int) -> Sched
 
 @schedulers.register("cosine")
 def cosine(
-    optimizer: Optimizer, epochs: int, updates_per_epoch: int, *, min_lr: float = 0.0, warmup_epochs: int = 0,
-    warmup_lr: float = 1e-5, per_update: bool = False,
+    optimizer: Optimizer, epochs: int, updates_per_epoch: int, *, min_lr: NonNegativeFloat = 0.0,
+    warmup_epochs: NonNegativeInt = 0, warmup_lr: NonNegativeFloat = 1e-5, per_update: bool = False,
 ) -> Scheduler:
     """Cosine decay to ``min_lr`` over all epochs, after a linear warm-up; stepped per epoch unless ``per_update``."""
     scheduler, _ = create_scheduler_v2(
@@ -73,8 +78,9 @@ def cosine(
 
 @schedulers.register("step")
 def step(
-    optimizer: Optimizer, epochs: int, updates_per_epoch: int, *, decay_epochs: float = 30, decay_rate: float = 0.1,
-    warmup_epochs: int = 0, warmup_lr: float = 1e-5,
+    optimizer: Optimizer, epochs: int, updates_per_epoch: int, *, decay_epochs: PositiveFloat = 30,
+    decay_rate: Annotated[float, Range(gt=0, le=1)] = 0.1, warmup_epochs: NonNegativeInt = 0,
+    warmup_lr: NonNegativeFloat = 1e-5,
 ) -> Scheduler:
     """Multiply the LR by ``decay_rate`` every ``decay_epochs``."""
     scheduler, _ = create_scheduler_v2(

@@ -25,9 +25,19 @@ def close_match(name: str, choices: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
+SHOWN_CHARS = 200
+"""The most characters of a value an error message prints: a value may be a pasted file or a YAML alias bomb."""
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def unknown_name_message(what: str, name: Any, choices: list[str]) -> str:
     """``unknown op 'sep3'; available: a, b; did you mean 'b'?``"""
-    message = f"unknown {what} {name!r}; available: {', '.join(sorted(choices)) or '(none)'}"
+    message = f"unknown {what} {shown(name)}; available: {', '.join(sorted(choices)) or '(none)'}"
     match = close_match(str(name), choices)
     return f"{message}; did you mean {match!r}?" if match else message
 

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import catalogue
 import pytest
 import yaml
+from conftest import make_tiny_config
 
 import cdarts  # noqa: F401 - registers the built-in components
 from cdarts.config import (
     Component,
     ConfigError,
+    Range,
     Registered,
     apply_overrides,
     build,
@@ -25,6 +28,7 @@ from cdarts.config import (
     validate_component,
 )
 from cdarts.discretizers import TopK
+from cdarts.engine import search_config
 from cdarts.ops import DARTS_PRIMITIVES
 from cdarts.registry import registry
 from cdarts.spaces.darts import darts
@@ -390,3 +394,151 @@ def test_dump_yaml_round_trips_through_load_config(tmp_path):
     path = tmp_path / "filled.yaml"
     path.write_text(dump_yaml(config))
     assert load_config(path, root) == config
+
+
+# --- ranges, duplicate keys, slot defaults, alias bombs (issue 12) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("grad_clip=-1", "grad_clip: expected greater than 0 (or null), got -1"),
+        ("grad_clip=.nan", "grad_clip: expected a finite number greater than 0 (or null), got nan"),
+        ("strategy.distill_weight=-4", "strategy.distill_weight: expected at least 0, got -4"),
+        ("strategy.reg_weight=-5", "strategy.reg_weight: expected at least 0, got -5"),
+        ("space.eval_layers=0", "space.eval_layers: expected at least 3 (two reduction cells), got 0"),
+        ("strategy.w_scheduler={type: cosine, warmup_epochs: -5}",
+         "strategy.w_scheduler.warmup_epochs: expected at least 0, got -5"),
+        ("strategy.w_optimizer={type: sgd, lr: .nan}",
+         "strategy.w_optimizer.lr: expected a finite number at least 0, got nan"),
+        ("strategy.alpha_optimizer={type: adam, lr: .inf}",
+         "strategy.alpha_optimizer.lr: expected a finite number at least 0, got inf"),
+        ("threads=-1", "threads: expected at least 1 (or null), got -1"),
+        ("dist_timeout_s=.inf", "dist_timeout_s: expected a finite number in (0, 604800] (a week), got inf"),
+        ("space.nodes=0", "space.nodes: expected at least 1, got 0"),
+        ("space.stem_multiplier=0", "space.stem_multiplier: expected at least 1, got 0"),
+        ("space.channels=0", "space.channels: expected at least 1, got 0"),
+        ("eval_bn_batches=-1", "eval_bn_batches: expected at least 0, got -1"),
+        ("max_steps_per_epoch=-1", "max_steps_per_epoch: expected at least 1 (or null), got -1"),
+        ("eval_batch_size=-1", "eval_batch_size: expected at least 1 (or null), got -1"),
+        ("strategy.distill={type: multi_level, kd: {type: kd_kl, temperature: 0}}",
+         "strategy.distill.kd.temperature: expected greater than 0, got 0"),
+        ("seed=-1", "seed: expected in [0, 4294967296) (numpy's seed range), got -1"),
+        ("train_fraction=1", "train_fraction: expected in (0, 1), got 1"),
+    ],
+)
+def test_out_of_range_and_non_finite_values_name_path_value_and_range(override, problem):
+    with pytest.raises(ConfigError) as info:
+        load_config(make_tiny_config(), search_config, [override])
+    assert info.value.problems == [problem]
+
+
+def test_range_problems_are_all_reported_at_once_before_a_run_folder_exists(tmp_path, capsys):
+    from cdarts.cli.search import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(dump_yaml(make_tiny_config(grad_clip=-1, threads=-1, space={"channels": 0})))
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), "--output", str(tmp_path / "run"), "--set", "strategy.reg_weight=-5"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    for line in ("threads: expected at least 1 (or null), got -1",
+                 "grad_clip: expected greater than 0 (or null), got -1", "space.channels: expected at least 1, got 0",
+                 "strategy.reg_weight: expected at least 0, got -5"):
+        assert line in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_retrain_config_ranges_live_in_the_signatures():
+    from cdarts.retrain import load_retrain_config
+
+    with pytest.raises(ConfigError) as info:
+        load_retrain_config({"model": {"channels": 4, "layers": 3}}, ["grad_clip=-1", "optimizer.lr=.nan",
+                                                                     "augment.re_prob=2", "ema.decay=1"])
+    assert info.value.problems == [
+        "augment.re_prob: expected in [0, 1], got 2",
+        "optimizer.lr: expected a finite number at least 0, got nan",
+        "grad_clip: expected greater than 0 (or null), got -1",
+        "ema.decay: expected in (0, 1), got 1",
+    ]
+
+
+def test_a_range_on_a_test_schema_checks_ints_floats_and_items():
+    def ranged(
+        *,
+        count: Annotated[int, Range(ge=1)] = 1,
+        rate: Annotated[float, Range(gt=0, le=1)] = 0.5,
+        widths: list[Annotated[float, Range(gt=0)]] = [],  # noqa: B006 - schema default
+        anything: Annotated[float, Range()] = 0.0,
+    ) -> None:
+        """Ranges on a scalar, an item type and an unbounded (finite) float."""
+
+    assert validate(ranged, {"count": 3, "rate": 1, "widths": [2], "anything": -1e300}) == {
+        "count": 3, "rate": 1.0, "widths": [2.0], "anything": -1e300}
+    assert problems({"count": 0, "rate": 0, "widths": [1, -1], "anything": float("-inf")}, ranged) == [
+        "count: expected at least 1, got 0",
+        "rate: expected in (0, 1], got 0",
+        "widths[1]: expected greater than 0, got -1",
+        "anything: expected a finite number, got -inf",
+    ]
+    assert problems({"count": 1.5, "rate": "x"}, ranged) == ["count: expected int, got float 1.5",
+                                                            "rate: expected float, got str 'x'"]
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\nspace:\n  type: darts\n  layers: 3\n  channels: 4\n  layers: 5\n")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert info.value.problems == [f"{path}:6:3: YAML syntax error: duplicate key 'layers' (lines 4 and 6)"]
+    path.write_text("base: &b {layers: 3, channels: 4}\nspace:\n  <<: *b\n  layers: 5\n")
+    assert read_yaml(path)["space"] == {"layers": 5, "channels": 4}, "a merge key's values may be overridden"
+
+
+def test_set_into_a_slot_merges_with_the_slots_default():
+    cfg = load_config(make_tiny_config(), search_config, ["strategy.w_optimizer.lr=0.5"])
+    assert cfg["strategy"]["w_optimizer"] == {"type": "sgd", "lr": 0.5, "momentum": 0.9, "weight_decay": 3e-4,
+                                              "nesterov": False}
+    cfg = load_config(make_tiny_config(), search_config, ["strategy.distill.kd.temperature=4"])
+    assert cfg["strategy"]["distill"]["type"] == "multi_level"
+    assert cfg["strategy"]["distill"]["kd"] == {"type": "kd_kl", "temperature": 4.0, "reduction": "batchmean",
+                                                "detach_teacher": False}
+    adam = load_config(make_tiny_config(), search_config, ["strategy.w_optimizer.type=adam"])
+    assert adam["strategy"]["w_optimizer"] == validate_component("optimizers", "adam"), "another type: its defaults"
+    with pytest.raises(ConfigError, match="^discretizer.type: missing"):
+        load_config(make_tiny_config(), search_config, ["discretizer.k=1"])  # no default to merge with
+
+
+def test_set_into_a_retrain_slot_merges_with_the_slots_default():
+    from cdarts.retrain import load_retrain_config
+
+    cfg = load_retrain_config({"model": {"channels": 4, "layers": 3}}, ["optimizer.lr=0.1"])
+    assert cfg["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4, "nesterov": False}
+
+
+def alias_bomb(depth: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + f"\nseed: *a{depth}\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(8))
+    assert len(path.read_bytes()) < 600
+    began = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_config(path, search_config)
+    assert time.perf_counter() - began < 5
+    assert info.value.problems == [f"{path}:5:10: YAML syntax error: aliases expand to more than 10000 values"]
+
+
+def test_printed_values_are_capped(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(alias_bomb(2) + "data: {type: " + "x" * 100_000 + "}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, search_config)
+    lines = {line.split(":")[0]: line for line in info.value.problems}
+    assert all(len(line) < 600 for line in lines.values()), str(info.value)[:2000]
+    assert lines["seed"].startswith("seed: expected int, got list [[['lol', ") and lines["seed"].endswith("...")
+    assert lines["data.type"].startswith("data.type: unknown dataset 'xxxx")

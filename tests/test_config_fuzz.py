@@ -4,11 +4,16 @@ answers bad configs with ``error:`` lines, never a traceback."""
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import subprocess
 import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
@@ -16,8 +21,18 @@ from conftest import ROOT, cli_env, make_tiny_config
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cdarts.config import ConfigError, config_parameters, dump_yaml, load_config, load_yaml_text
+from cdarts.config import (
+    ConfigError,
+    Range,
+    config_parameters,
+    dump_yaml,
+    load_config,
+    load_yaml_text,
+    validate,
+    validate_component,
+)
 from cdarts.engine import search_config
+from cdarts.registry import REGISTRIES, shown
 from cdarts.retrain import load_retrain_config
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,3 +238,133 @@ def test_cli_process_answers_bad_configs_without_a_traceback(bad_configs, tmp_pa
         assert process.returncode == 2, err
         assert "Traceback" not in err + out and err.startswith("cdarts-search: error: "), err
         assert not output.exists()
+
+
+# --- every numeric parameter declares its range, and the validator holds it (issue 12) ------------------------------
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """One int or float config parameter (or the items of a list/tuple one) and its declared range."""
+
+    where: str
+    name: str
+    base: type
+    bounds: Any
+    optional: bool
+    items: int | None
+    fill: tuple
+    check: Callable[[dict], dict]
+
+    def wrap(self, value: Any) -> Any:
+        return value if self.items is None else [value] * self.items
+
+
+def schemas() -> list[tuple[str, Callable, Callable[[dict], dict]]]:
+    """(label, signature, validate the keyword arguments and return them filled) for the search and retrain roots,
+    the retrain sections and every registered component (genotypes are objects, not factories)."""
+    from cdarts.retrain import augment_section, ema_section, model_section, retrain_config
+
+    found = [("search_config", search_config, lambda args: validate(search_config, args)),
+             ("retrain_config", retrain_config, lambda args: validate(retrain_config, args))]
+    for section, schema in (("model", model_section), ("augment", augment_section), ("ema", ema_section)):
+        found.append((section, schema, lambda args, s=section: validate(retrain_config, {s: args})[s]))
+    for kind, reg in REGISTRIES.items():
+        for name, factory in reg.items():
+            if callable(factory) and kind != "genotypes":
+                found.append((f"{kind}/{name}", factory, lambda args, k=kind, n=name: {
+                    key: value for key, value in validate_component(k, {"type": n, **args}).items() if key != "type"}))
+    return found
+
+
+def numeric_parameters() -> list[Numeric]:
+    found = []
+    for label, factory, check in schemas():
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=True)
+        params = config_parameters(factory)
+        assert set(params) <= set(hints), f"{label}: parameters without a type hint: {set(params) - set(hints)}"
+        fill = tuple((k, "x") for k, p in params.items() if p.default is inspect.Parameter.empty)
+        assert all(hints[k] is str for k, _ in fill), f"{label}: a required key that is not a string"
+        for name in params:
+            hint, optional, items = hints[name], False, None
+            if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
+                rest = [a for a in typing.get_args(hint) if a is not type(None)]
+                hint, optional = (rest[0] if len(rest) == 1 else hint), True
+            if typing.get_origin(hint) in (list, tuple):
+                args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+                hint, items = args[0], (len(args) if typing.get_origin(hint) is tuple else 1)
+            bounds = None
+            if typing.get_origin(hint) is Annotated:
+                hint, *extras = typing.get_args(hint)
+                bounds = next((e for e in extras if isinstance(e, Range)), None)
+            if hint in (int, float):
+                found.append(Numeric(label, name, hint, bounds, optional and items is None, items, fill, check))
+    return found
+
+
+NUMERIC = numeric_parameters()
+
+
+def test_every_numeric_parameter_declares_its_range():
+    assert len(NUMERIC) > 60 and {("search_config", "grad_clip"), ("strategies/cdarts", "distill_weight"),
+                                  ("optimizers/adam", "betas"), ("model", "layers")} <= {(p.where, p.name)
+                                                                                         for p in NUMERIC}
+    undeclared = [f"{p.where}: {p.name}" for p in NUMERIC if p.bounds is None]
+    assert not undeclared, "numeric parameters without a Range:\n" + "\n".join(undeclared)
+
+
+def valid(p: Numeric, value: Any) -> bool:
+    """The oracle: what the declared type and range admit (floats finite, bools never numbers)."""
+    if value is None:
+        return p.optional
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (p.base is int and isinstance(value, float)):
+        return False
+    if p.base is float and (abs(value) >= 2**1024 or not math.isfinite(value)):
+        return False
+    b = p.bounds
+    return ((b.ge is None or value >= b.ge) and (b.gt is None or value > b.gt) and (b.le is None or value <= b.le)
+            and (b.lt is None or value < b.lt))
+
+
+def boundary_values(p: Numeric) -> list[Any]:
+    """Each bound, its neighbours on both sides (the next float, 1e-9 and 1 away), and the usual suspects."""
+    values: list[Any] = [0, 1, -1, 0.5, math.nan, math.inf, -math.inf, 2**70, -(10**400), 1e308, "1", True, [1],
+                         None]
+    for bound in (p.bounds.ge, p.bounds.gt, p.bounds.le, p.bounds.lt):
+        if bound is not None:
+            values += [bound, bound - 1, bound + 1]
+            if p.base is float:
+                values += [float(bound), math.nextafter(bound, -math.inf), math.nextafter(bound, math.inf),
+                           bound - 1e-9, bound + 1e-9]
+    return values
+
+
+def validates_as_declared(p: Numeric, value: Any) -> None:
+    """A valid value comes back filled (ints as floats for a float); anything else is a ConfigError naming the path
+    and the value, never another exception."""
+    args = {**dict(p.fill), p.name: p.wrap(value)}
+    try:
+        filled = p.check(args)
+    except ConfigError as exc:
+        assert not valid(p, value), f"{p.where}: {p.name}={value!r} refused: {exc}"
+        ours = [line for line in exc.problems if line.split(": ", 1)[0].split(".")[-1].startswith(p.name)]
+        assert ours and shown(value) in ours[0], (p, value, exc.problems)
+        return
+    assert valid(p, value), f"{p.where}: {p.name}={shown(value)} accepted"
+    got = filled[p.name] if p.items is None else filled[p.name][0]
+    assert value is None or (type(got) is p.base and got == p.base(value)), (p, value, got)
+
+
+def test_boundary_values_of_every_numeric_parameter():
+    for p in NUMERIC:
+        for value in boundary_values(p):
+            validates_as_declared(p, value)
+
+
+@settings(FUZZ, max_examples=400)
+@given(data=st.data())
+def test_random_values_of_every_numeric_parameter(data):
+    p = data.draw(st.sampled_from(NUMERIC))
+    value = data.draw(st.one_of(st.integers(), st.floats(), st.sampled_from(boundary_values(p)),
+                                st.text(max_size=3), st.booleans(), st.none()))
+    validates_as_declared(p, value)

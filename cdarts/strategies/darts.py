@@ -6,7 +6,9 @@ and a finite-difference Hessian-vector product, which we have not yet made exact
 """
 from __future__ import annotations
 
-from cdarts.config import Component
+from typing import Annotated
+
+from cdarts.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, Range
 from cdarts.registry import strategies
 from cdarts.strategies.base import SearchStrategy, guarded_step
 from cdarts.strategies.cdarts import ADAM, SGD
@@ -47,15 +49,15 @@ class FirstOrderDarts(SearchStrategy):
 @strategies.register("darts")
 def darts(
     *,
-    epochs: int = 50,
-    pretrain_epochs: int = 0,
+    epochs: PositiveInt = 50,
+    pretrain_epochs: NonNegativeInt = 0,
     w_optimizer: Component("optimizers") = {**SGD, "lr": 0.025},  # noqa: B006 - schema default
     alpha_optimizer: Component("optimizers") = {**ADAM, "betas": [0.5, 0.999], "weight_decay": 1e-3},  # noqa: B006
     w_scheduler: Component("schedulers") = {"type": "cosine", "min_lr": 0.001},  # noqa: B006
     loss: Component("losses") = {"type": "ce"},  # noqa: B006
     regularizer: Component("losses") | None = {"type": "alpha_l1"},  # noqa: B006
-    reg_weight: float = 0.0,
-    reg_stop_epoch: int = 20,
+    reg_weight: NonNegativeFloat = 0.0,
+    reg_stop_epoch: Annotated[int, Range()] = 20,
 ) -> FirstOrderDarts:
     """First-order DARTS with the DARTS paper's settings (SGD 0.025 cosine to 0.001; Adam 3e-4, betas (0.5, 0.999),
     wd 1e-3). ``reg_weight > 0`` adds the alpha L1 with lambda' decaying as in ``cdarts`` (paper Table 5's
