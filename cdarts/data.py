@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from cdarts.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from cdarts.errors import ConfigError, DataError
 from cdarts.registry import datasets
 
@@ -32,6 +33,7 @@ CIFAR100_MEAN = (0.5070751, 0.48654887, 0.44091785)
 CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+Classes = Annotated[int, Range(ge=2, why="a classifier needs two classes")]
 
 
 class BadImageError(DataError):
@@ -323,7 +325,8 @@ def require_folder(path: Path, hint: str = "") -> Path:
 
 @datasets.register("digits")
 def digits(
-    *, image_size: int = 16, channels: Literal[1, 3] = 3, test_fraction: float = 0.2, augment: bool = True
+    *, image_size: PositiveInt = 16, channels: Literal[1, 3] = 3,
+    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2, augment: bool = True,
 ) -> DatasetSplits:
     """scikit-learn's bundled 8x8 handwritten digits (1797 real images, no download), resized once and kept in memory.
 
@@ -399,13 +402,17 @@ def cifar(
 
 
 @datasets.register("cifar10")
-def cifar10(*, root: str = "data", download: bool = False, augment: bool = True, cutout: int = 0) -> DatasetSplits:
+def cifar10(
+    *, root: str = "data", download: bool = False, augment: bool = True, cutout: NonNegativeInt = 0
+) -> DatasetSplits:
     """CIFAR-10 from ``root/cifar-10-batches-py`` (torchvision's format)."""
     return cifar(tv_datasets.CIFAR10, CIFAR10_MEAN, CIFAR10_STD, root, download, augment, cutout)
 
 
 @datasets.register("cifar100")
-def cifar100(*, root: str = "data", download: bool = False, augment: bool = True, cutout: int = 0) -> DatasetSplits:
+def cifar100(
+    *, root: str = "data", download: bool = False, augment: bool = True, cutout: NonNegativeInt = 0
+) -> DatasetSplits:
     """CIFAR-100 from ``root/cifar-100-python`` (torchvision's format)."""
     return cifar(tv_datasets.CIFAR100, CIFAR100_MEAN, CIFAR100_STD, root, download, augment, cutout)
 
@@ -434,12 +441,12 @@ def check_options(image_size: int, **fractions: float) -> None:
 def imagefolder(
     *,
     root: str,
-    image_size: int = 32,
-    test_fraction: float = 0.1,
+    image_size: PositiveInt = 32,
+    test_fraction: Annotated[float, Range(gt=0, le=1)] = 0.1,
     augment: bool = True,
-    mean: list[float] | None = None,
-    std: list[float] | None = None,
-    num_classes: int | None = None,
+    mean: list[Annotated[float, Range()]] | None = None,
+    std: list[PositiveFloat] | None = None,
+    num_classes: Classes | None = None,
     skip_bad_images: bool = False,
 ) -> DatasetSplits:
     """Any ``root/train/<class>/*`` tree; the test split is ``root/test`` or ``root/val``, else a per-class slice.
@@ -498,14 +505,14 @@ def imagefolder(
 def imagenet(
     *,
     root: str,
-    image_size: int = 224,
-    train_fraction_per_class: float = 0.1,
-    val_fraction_per_class: float = 0.1,
-    test_fraction: float = 1.0,
+    image_size: PositiveInt = 224,
+    train_fraction_per_class: Annotated[float, Range(gt=0, le=1)] = 0.1,
+    val_fraction_per_class: Fraction = 0.1,
+    test_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0,
     augment: bool = True,
     color_jitter: bool = True,
-    hue: float = 0.2,
-    num_classes: int | None = None,
+    hue: Annotated[float, Range(ge=0, le=0.5, why="torchvision's hue range")] = 0.2,
+    num_classes: Classes | None = None,
 ) -> DatasetSplits:
     """ImageNet in ``root/train/<class>`` and ``root/val/<class>``, with the per-class subsets the search uses.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cdarts.config import Registered
+from cdarts.config import PositiveInt, Registered
 from cdarts.errors import ConfigError
 from cdarts.genotypes import Edge
 from cdarts.registry import discretizers
@@ -57,7 +57,7 @@ class TopK:
 
 
 @discretizers.register("topk")
-def topk(*, k: int = 2, exclude: list[Registered("ops")] = ["none"]) -> TopK:  # noqa: B006 - schema default
+def topk(*, k: PositiveInt = 2, exclude: list[Registered("ops")] = ["none"]) -> TopK:  # noqa: B006 - schema default
     """DARTS's rule: top-``k`` incoming edges per node, each with its best non-``none`` op."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")

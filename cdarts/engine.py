@@ -13,13 +13,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch.utils.data import Subset
 
 from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
-from cdarts.config import Component, build, config_parameters, dump_yaml, load_config
+from cdarts.config import (
+    Component,
+    NonNegativeInt,
+    PositiveInt,
+    Range,
+    Seed,
+    Timeout,
+    build,
+    config_parameters,
+    dump_yaml,
+    load_config,
+)
 from cdarts.data import epoch_seed, make_loader, search_split
 from cdarts.errors import ConfigError, DataError
 from cdarts.genotypes import DartsGenotype, Genotype
@@ -35,28 +46,28 @@ SPLITS = ("train", "val", "test")
 
 def search_config(
     *,
-    seed: int = 0,
+    seed: Seed = 0,
     data: Component("datasets") = {"type": "digits"},  # noqa: B006 - schema default
-    train_fraction: float = 0.5,
-    batch_size: int = 64,
-    eval_batch_size: int | None = None,
-    num_workers: int = 0,
+    train_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5,
+    batch_size: PositiveInt = 64,
+    eval_batch_size: PositiveInt | None = None,
+    num_workers: NonNegativeInt = 0,
     space: Component("spaces") = {"type": "darts"},  # noqa: B006
     discretizer: Component("discretizers") | None = None,
     strategy: Component("strategies") = {"type": "cdarts"},  # noqa: B006
     mixed_precision: Literal["no", "fp16", "bf16"] = "no",
     cpu: bool = False,
-    threads: int | None = None,
-    grad_clip: float | None = 5.0,
+    threads: PositiveInt | None = None,
+    grad_clip: Annotated[float, Range(gt=0)] | None = 5.0,
     clip_scope: Literal["global", "per_optimizer"] = "global",
-    max_steps_per_epoch: int | None = None,
-    eval_bn_batches: int = 10,
-    keep_checkpoints: int = 2,
+    max_steps_per_epoch: PositiveInt | None = None,
+    eval_bn_batches: NonNegativeInt = 10,
+    keep_checkpoints: PositiveInt = 2,
     plots: bool = True,
     benchmark: Component("benchmarks") | None = None,
     nonfinite: Literal["stop", "skip"] = "stop",
-    max_skipped_batches: int = 10,
-    dist_timeout_s: float = 600.0,
+    max_skipped_batches: NonNegativeInt = 10,
+    dist_timeout_s: Timeout = 600.0,
 ) -> None:
     """The keys of a search config (its signature is the schema; it is never called).
 
@@ -91,7 +102,6 @@ def search(
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
-    check_ranges(cfg)
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
     accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     main = accelerator.is_main_process
@@ -224,7 +234,6 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
-    check_ranges(cfg)
     accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -307,16 +316,6 @@ def plain_splits(data_spec: dict) -> Any:
     if "augment" not in config_parameters(datasets.get(data_spec["type"])):
         return build("datasets", data_spec)
     return build("datasets", {**data_spec, "augment": False})
-
-
-def check_ranges(cfg: dict) -> None:
-    """Range checks the type hints cannot express, all reported together."""
-    checks = [("keep_checkpoints", cfg["keep_checkpoints"] >= 1, "at least 1"),
-              ("max_skipped_batches", cfg["max_skipped_batches"] >= 0, "at least 0"),
-              ("dist_timeout_s", cfg["dist_timeout_s"] > 0, "greater than 0")]
-    problems = [f"{key}: must be {expected}, got {cfg[key]}" for key, ok, expected in checks if not ok]
-    if problems:
-        raise ConfigError(problems)
 
 
 def make_runtime(accelerator: Any, cfg: dict) -> Runtime:

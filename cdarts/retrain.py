@@ -17,10 +17,10 @@ import os
 import pickle
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,15 @@ from cdarts.checkpoint import (
 from cdarts.config import (
     Component,
     ConfigError,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+    Range,
+    Section,
+    Seed,
+    Timeout,
     apply_overrides,
     build,
     config_parameters,
@@ -52,6 +61,7 @@ from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets
 from cdarts.runs import make_accelerator, shared_run_dir
+from cdarts.spaces.darts import Depth
 from cdarts.stats import inference_parameters
 
 ARCHITECTURES = {
@@ -65,26 +75,26 @@ Architecture = Literal["cdarts_cifar", "cdarts_imagenet"]
 
 def retrain_config(
     *,
-    seed: int = 0,
+    seed: Seed = 0,
     data: Component("datasets") = {"type": "digits"},  # noqa: B006 - schema default
-    val_fraction: float = 0.1,
-    model: dict = {},  # noqa: B006
-    augment: dict = {},  # noqa: B006
-    epochs: int = 600,
-    batch_size: int = 96,
-    eval_batch_size: int | None = None,
-    num_workers: int = 0,
+    val_fraction: Fraction = 0.1,
+    model: Section(model_section) = {},  # noqa: B006
+    augment: Section(augment_section) = {},  # noqa: B006
+    epochs: PositiveInt = 600,
+    batch_size: PositiveInt = 96,
+    eval_batch_size: PositiveInt | None = None,
+    num_workers: NonNegativeInt = 0,
     optimizer: Component("optimizers") = {"type": "sgd", "lr": 0.025, "weight_decay": 3e-4},  # noqa: B006
     scheduler: Component("schedulers") = {"type": "cosine"},  # noqa: B006
-    label_smoothing: float = 0.0,
-    grad_clip: float | None = 5.0,
-    ema: dict | None = None,
+    label_smoothing: Fraction = 0.0,
+    grad_clip: Annotated[float, Range(gt=0)] | None = 5.0,
+    ema: Section(ema_section) | None = None,
     mixed_precision: Literal["no", "fp16", "bf16"] = "no",
     cpu: bool = False,
-    threads: int | None = None,
-    max_steps_per_epoch: int | None = None,
-    keep_checkpoints: int = 2,
-    dist_timeout_s: float = 600.0,
+    threads: PositiveInt | None = None,
+    max_steps_per_epoch: PositiveInt | None = None,
+    keep_checkpoints: PositiveInt = 2,
+    dist_timeout_s: Timeout = 600.0,
 ) -> None:
     """The keys of a retrain config (the signature is the schema; it is never called).
 
@@ -100,13 +110,13 @@ def model_section(
     *,
     architecture: Architecture = "cdarts_cifar",
     genotype: str | dict | None = None,
-    channels: int | None = None,
-    layers: int | None = None,
+    channels: PositiveInt | None = None,
+    layers: Depth | None = None,
     auxiliary: bool = False,
-    auxiliary_weight: float = 0.4,
-    drop_path_rate: float = 0.0,
-    drop_rate: float = 0.0,
-    stem_multiplier: int = 3,
+    auxiliary_weight: NonNegativeFloat = 0.4,
+    drop_path_rate: Fraction = 0.0,
+    drop_rate: Fraction = 0.0,
+    stem_multiplier: PositiveInt = 3,
 ) -> None:
     """The network: a ``cdarts_*`` timm model. ``genotype``, ``channels``, ``layers`` default to the
     architecture's (CDARTS_CIFAR, 36, 20 / CDARTS_IMAGENET, 48, 14); ``drop_path_rate`` is reached linearly by
@@ -116,24 +126,21 @@ def model_section(
 def augment_section(
     *,
     auto_augment: str | None = None,
-    re_prob: float = 0.0,
-    color_jitter: float = 0.4,
+    re_prob: Probability = 0.0,
+    color_jitter: NonNegativeFloat = 0.4,
     interpolation: Literal["bilinear", "bicubic"] = "bilinear",
-    mixup: float = 0.0,
-    cutmix: float = 0.0,
-    mixup_prob: float = 1.0,
-    switch_prob: float = 0.5,
+    mixup: NonNegativeFloat = 0.0,
+    cutmix: NonNegativeFloat = 0.0,
+    mixup_prob: Probability = 1.0,
+    switch_prob: Probability = 0.5,
 ) -> None:
     """Augmentation beyond the dataset's own. ``auto_augment`` (timm's strings: ``rand-m9-mstd0.5``,
     ``original``, ``augmix-m5-w4-d2``...) or ``re_prob`` (random erasing) replace the dataset's training
     transform with one built from timm's pieces; ``mixup``/``cutmix`` are the Beta alphas of timm's Mixup."""
 
 
-def ema_section(*, decay: float = 0.9998, warmup: bool = False) -> None:
+def ema_section(*, decay: Annotated[float, Range(gt=0, lt=1)] = 0.9998, warmup: bool = False) -> None:
     """An exponential moving average of the weights (timm's ModelEmaV3), evaluated and saved beside them."""
-
-
-SECTIONS: dict[str, Callable] = {"model": model_section, "augment": augment_section, "ema": ema_section}
 
 
 def load_retrain_config(
@@ -150,32 +157,7 @@ def load_retrain_config(
         if not isinstance(raw.get("model", {}), dict):
             raise ConfigError([f"model: expected a mapping, got {type(raw['model']).__name__}"])
         raw["model"] = {**raw.get("model", {}), "genotype": genotype}
-    problems: list[str] = []
-    try:
-        cfg = validate(retrain_config, raw)
-    except ConfigError as exc:
-        problems += exc.problems
-        cfg = None
-    for name, schema in SECTIONS.items():
-        value = raw.get(name, {} if name != "ema" else None)
-        if value is None or not isinstance(value, Mapping):
-            continue
-        try:
-            filled = validate(schema, value, name)
-            if cfg is not None:
-                cfg[name] = filled
-        except ConfigError as exc:
-            problems += exc.problems
-    if cfg is not None and not problems:  # range checks need every section filled
-        problems += _check_values(cfg)
-    if problems:
-        raise ConfigError(problems)
-    return cfg
-
-
-def _check_values(cfg: dict[str, Any]) -> list[str]:
-    """Range checks the type hints cannot express; fills the architecture's defaults and resolves the genotype."""
-    problems = []
+    cfg = validate(retrain_config, raw)
     model = cfg["model"]
     defaults = ARCHITECTURES[model["architecture"]]
     for key in ("channels", "layers"):
@@ -183,38 +165,7 @@ def _check_values(cfg: dict[str, Any]) -> list[str]:
     try:
         model["genotype"] = resolve_genotype(model["genotype"] or defaults["genotype"]).to_json()
     except UserInputError as exc:
-        problems.append(f"model.genotype: {exc}")
-    checks = [
-        ("epochs", cfg["epochs"] >= 1, "at least 1"),
-        ("batch_size", cfg["batch_size"] >= 1, "at least 1"),
-        ("val_fraction", 0 <= cfg["val_fraction"] < 1, "in [0, 1)"),
-        ("label_smoothing", 0 <= cfg["label_smoothing"] < 1, "in [0, 1)"),
-        ("keep_checkpoints", cfg["keep_checkpoints"] >= 1, "at least 1"),
-        ("dist_timeout_s", cfg["dist_timeout_s"] > 0, "greater than 0"),
-        ("model.channels", model["channels"] >= 1, "at least 1"),
-        ("model.layers", model["layers"] >= 3, "at least 3 (two reduction cells)"),
-        ("model.drop_path_rate", 0 <= model["drop_path_rate"] < 1, "in [0, 1)"),
-        ("model.drop_rate", 0 <= model["drop_rate"] < 1, "in [0, 1)"),
-        ("model.auxiliary_weight", model["auxiliary_weight"] >= 0, ">= 0"),
-        ("augment.re_prob", 0 <= cfg["augment"]["re_prob"] <= 1, "in [0, 1]"),
-        ("augment.mixup", cfg["augment"]["mixup"] >= 0, ">= 0"),
-        ("augment.cutmix", cfg["augment"]["cutmix"] >= 0, ">= 0"),
-    ]
-    for optional in ("eval_batch_size", "max_steps_per_epoch", "threads"):
-        if cfg[optional] is not None:
-            checks.append((optional, cfg[optional] >= 1, "at least 1 (or null)"))
-    if cfg["ema"] is not None:
-        checks.append(("ema.decay", 0 < cfg["ema"]["decay"] < 1, "in (0, 1)"))
-    for path, ok, expected in checks:
-        if not ok:
-            value = _lookup(cfg, path)
-            problems.append(f"{path}: expected {expected}, got {value!r}")
-    return problems
-
-
-def _lookup(cfg: Mapping[str, Any], path: str) -> Any:
-    for key in path.split("."):
-        cfg = cfg[key]
+        raise ConfigError([f"model.genotype: {exc}"]) from None
     return cfg
 
 
