@@ -13,6 +13,7 @@ import io
 import json
 import math
 import random
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from cdarts.nasbench import PREFIX, Benchmark, UnknownArchError
 FALLBACK_METRICS = ("e_val_acc", "e_test_acc", "s_val_acc", "s_test_acc")
 """Final-epoch accuracies a report shows besides the benchmark's (the search's own val/test splits)."""
 CURVE_FALLBACK = ("s_val_acc", "s_test_acc")
-"""What the curve plot shows when the runs had no benchmark: S's accuracies, which every strategy logs."""
+"""What the curve plot shows when the runs had no benchmark: S's accuracies, which every strategy logs (and E's test
+accuracy when every run has an E, so a sweep over its depth shows paper Figure 6's curves)."""
 
 
 @dataclass
@@ -99,21 +101,31 @@ def report_metrics(runs: Sequence[RunRecord]) -> list[str]:
 def curve_metrics(runs: Sequence[RunRecord]) -> list[str]:
     """The per-epoch metrics the curve plot shows: the benchmark's, else S's val and test accuracy."""
     bench = [m for m in report_metrics(runs) if m.startswith(PREFIX)]
-    return bench or [m for m in CURVE_FALLBACK if any(m in r.final for r in runs)]
+    if bench:
+        return bench
+    with_e = bool(runs) and all(isinstance(r.final.get("e_test_acc"), float) and math.isfinite(r.final["e_test_acc"])
+                                for r in runs)
+    return [m for m in CURVE_FALLBACK if any(m in r.final for r in runs)] + ["e_test_acc"] * with_e
 
 
 def labels_of(runs: Sequence[RunRecord]) -> list[str]:
     return list(dict.fromkeys(run.label for run in runs))
 
 
-def summarize(runs: Sequence[RunRecord], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per strategy label: the run count and ``<metric>_mean``/``<metric>_std`` of the final epochs."""
+def summarize(
+    runs: Sequence[RunRecord], metrics: Sequence[str], variants: Sequence[Variant] = ()
+) -> list[dict[str, Any]]:
+    """One row per label: the run count and ``<metric>_mean``/``<metric>_std`` of the final epochs. The label is the
+    ``strategy``, or with ``variants`` the ``variant``, and then its ``overrides`` (``; ``-separated) follow."""
+    overrides = {v.label: "; ".join(v.overrides) for v in variants}
     rows = []
     for label in labels_of(runs):
         group = [r for r in runs if r.label == label]
-        row: dict[str, Any] = {"strategy": label, "runs": len(group)}
+        row: dict[str, Any] = {"variant" if variants else "strategy": label, "runs": len(group)}
         for metric in metrics:
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([r.final.get(metric, math.nan) for r in group])
+        if variants:
+            row["overrides"] = overrides.get(label, "")
         rows.append(row)
     return rows
 
@@ -141,22 +153,27 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def markdown_report(runs: Sequence[RunRecord], title: str, plot: str | None = None) -> str:
-    """The report as Markdown: mean ± std per strategy (Table 1's form), then every run with its genotype (Table 6)."""
+def markdown_report(runs: Sequence[RunRecord], title: str, plot: str | None = None,
+                    variants: Sequence[Variant] = ()) -> str:
+    """The report as Markdown: mean ± std per strategy (Table 1's form), then every run with its genotype (Table 6).
+    With ``variants`` the rows are the variants, each with the overrides that make it."""
     metrics = report_metrics(runs)
-    summary = summarize(runs, metrics)
+    summary = summarize(runs, metrics, variants)
     names = [metric_title(m) for m in metrics]
+    column = "variant" if variants else "strategy"
     seeds = ", ".join(str(s) for s in sorted({r.seed for r in runs}))
     lines = [f"# {title}", "", f"{len(runs)} runs (seeds {seeds}); final-epoch values, mean ± std (population) over "
-             "the seeds of each strategy.", ""]
+             f"the seeds of each {column}.", ""]
     if not any(m.startswith(PREFIX) for m in metrics):
         lines += ["No benchmark was configured: the accuracies are the search's own val/test splits, not "
                   "NAS-Bench-201 numbers.", ""]
-    lines += _table(["strategy", "runs", *names],
-                    [[row["strategy"], str(row["runs"]), *(_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics)]
+    made = {v.label: ", ".join(map(_code, v.overrides)) or "the config as given" for v in variants}
+    lines += _table([column, "runs", *names, *(["overrides"] if variants else [])],
+                    [[row[column], str(row["runs"]), *(_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
+                      *([made.get(row[column], "")] if variants else [])]
                      for row in summary])
     lines += ["", "## Runs", ""]
-    lines += _table(["strategy", "seed", *names, "genotype"],
+    lines += _table([column, "seed", *names, "genotype"],
                     [[r.label, str(r.seed), *(_num(r.final.get(m)) for m in metrics), _code(r.genotype)]
                      for r in runs])
     if plot:
@@ -218,7 +235,8 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].legend(fontsize=9)
-    title = "benchmark accuracy of each epoch's genotype" if bench else "search network S accuracy (no benchmark)"
+    networks = "S and E" if "e_test_acc" in metrics else "search network S"
+    title = "benchmark accuracy of each epoch's genotype" if bench else f"{networks} accuracy (no benchmark)"
     fig.suptitle(f"{title}: mean ± std over seeds", fontsize=11)
     fig.tight_layout()
     try:
@@ -227,21 +245,24 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
         plt.close(fig)
 
 
-def write_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "Search report") -> dict[str, Path]:
-    """Write ``report.md``, ``report.csv`` (mean and std per strategy), ``runs.csv`` (every run) and ``curves.png``
-    into ``out_dir``; returns their paths by kind."""
+def write_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "Search report",
+                 variants: Sequence[Variant] = ()) -> dict[str, Path]:
+    """Write ``report.md``, ``report.csv`` (mean and std per strategy, or per variant with its overrides), ``runs.csv``
+    (every run) and ``curves.png`` into ``out_dir``; returns their paths by kind."""
     if not runs:
         raise ValueError("no finished runs to report")
     out_dir = Path(out_dir)
     metrics = report_metrics(runs)
     paths = {"plot": plot_curves(runs, out_dir / "curves.png")}
-    paths["markdown"] = atomic_write_text(out_dir / "report.md", markdown_report(runs, title, "curves.png"))
-    summary_columns = ["strategy", "runs"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
-    paths["csv"] = atomic_write_text(out_dir / "report.csv", _csv(summary_columns, summarize(runs, metrics)))
-    run_rows = [{"strategy": r.label, "seed": r.seed, **{m: r.final.get(m, math.nan) for m in metrics},
+    paths["markdown"] = atomic_write_text(out_dir / "report.md", markdown_report(runs, title, "curves.png", variants))
+    column = "variant" if variants else "strategy"
+    summary_columns = [column, "runs"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    summary_columns += ["overrides"] if variants else []
+    paths["csv"] = atomic_write_text(out_dir / "report.csv", _csv(summary_columns, summarize(runs, metrics, variants)))
+    run_rows = [{column: r.label, "seed": r.seed, **{m: r.final.get(m, math.nan) for m in metrics},
                  "genotype": r.genotype, "run_dir": str(r.run_dir)} for r in runs]
     paths["runs"] = atomic_write_text(out_dir / "runs.csv",
-                                      _csv(["strategy", "seed", *metrics, "genotype", "run_dir"], run_rows))
+                                      _csv([column, "seed", *metrics, "genotype", "run_dir"], run_rows))
     return paths
 
 
@@ -403,6 +424,121 @@ def strategy_variant(config: dict[str, Any], name: str) -> dict[str, Any]:
     return {**copy.deepcopy(config), "strategy": {"type": name, **kept}}
 
 
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+"""What a variant label may be: it names the variant's folder and its row in the report."""
+_NEXT_OVERRIDE = re.compile(r",(?=\s*[A-Za-z_][\w.-]*\s*=)")
+"""A comma that starts another ``KEY=VALUE``; commas inside a YAML value (``[0.5, 0.99]``) are not followed by one."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study: a label (its folder, ``OUTPUT/<label>/seed-N``) and the overrides it adds to the config.
+
+    An override of ``strategy.type`` swaps the strategy as ``strategy_variant`` does (its defaults, the config's
+    epochs) before the others apply; ``origin`` (the option or file it came from) prefixes its errors.
+    """
+
+    label: str
+    overrides: tuple[str, ...] = ()
+    origin: str = field(default="--variant", compare=False)
+
+
+def _check_variant(variant: Variant) -> Variant:
+    from cdarts.config import parse_override
+
+    where = f"{variant.origin} {variant.label!r}"
+    if not LABEL.fullmatch(variant.label):
+        raise ConfigError(f"{where}: a label is letters, digits and _ . + = - (it names the variant's folder), "
+                          "e.g. darts+reg")
+    for text in variant.overrides:
+        key = text.partition("=")[0].strip()
+        if "=" not in text or not key or not all(key.split(".")):
+            raise ConfigError(f"{where}: {text!r}: expected KEY.PATH=VALUE, e.g. strategy.epochs=3")
+        if parse_override(text)[0] == ["seed"]:
+            raise ConfigError(f"{where}: 'seed' is set by --seeds, not by a variant")
+    return variant
+
+
+def parse_variant(text: str) -> Variant:
+    """``"LABEL:KEY=VALUE[,KEY=VALUE...]"`` (the ``--variant`` option) as a ``Variant``."""
+    label, colon, rest = text.partition(":")
+    overrides = tuple(part.strip() for part in _NEXT_OVERRIDE.split(rest) if part.strip())
+    if not colon or not overrides or any("=" not in part for part in overrides):
+        raise ConfigError(f"--variant {text!r}: expected LABEL:KEY=VALUE[,KEY=VALUE...], "
+                          "e.g. darts+reg:strategy.type=darts,strategy.reg_weight=5")
+    return _check_variant(Variant(label.strip(), overrides))
+
+
+def _split_values(text: str) -> list[str]:
+    """Comma-separated values, keeping the commas inside brackets and braces (``[1,2],[3,4]`` is two values)."""
+    values, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            values.append(text[start:index])
+            start = index + 1
+    return [v.strip() for v in [*values, text[start:]] if v.strip()]
+
+
+def parse_sweep(text: str) -> list[Variant]:
+    """``"KEY=V1,V2,..."`` (the ``--sweep`` option): one variant per value, labelled ``<last key>=<value>``."""
+    key, equals, rest = text.partition("=")
+    values = _split_values(rest)
+    if not equals or not key.strip() or not values:
+        raise ConfigError(f"--sweep {text!r}: expected KEY=VALUE1,VALUE2,..., e.g. space.eval_layers=3,5,8")
+    name = key.strip().split(".")[-1]
+    unnamed = [value for value in values if not LABEL.fullmatch(f"{name}={value}")]
+    if unnamed:
+        raise ConfigError(f"--sweep {text!r}: value {unnamed[0]!r} cannot name a folder; give it a label with "
+                          f"--variant LABEL:{key.strip()}={unnamed[0]}")
+    return [_check_variant(Variant(f"{name}={value}", (f"{key.strip()}={value}",), "--sweep")) for value in values]
+
+
+def _inline(value: Any) -> str:
+    """A YAML value as ``--set`` text that parses back to it."""
+    from cdarts.config import load_yaml_text
+
+    if isinstance(value, str) and value and load_yaml_text(value) == value:
+        return value
+    return json.dumps(value)
+
+
+def read_variants(path: str | Path) -> list[Variant]:
+    """The ``variants:`` of a YAML file: label -> mapping of dotted keys to values (empty: the config as it is)."""
+    data = read_yaml(path)
+    entries = data.get("variants") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or set(data) != {"variants"} or not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: expected one key 'variants' mapping labels to overrides, "
+                          "e.g. variants: {darts: {strategy.type: darts}}")
+    variants = []
+    for label, settings in entries.items():
+        if not isinstance(settings, (dict, type(None))):
+            raise ConfigError(f"{path}: variant {label!r}: expected a mapping of KEY.PATH: VALUE, "
+                              f"got {type(settings).__name__}")
+        overrides = tuple(f"{key}={_inline(value)}" for key, value in (settings or {}).items())
+        variants.append(_check_variant(Variant(str(label), overrides, str(path))))
+    return variants
+
+
+def strategy_variants(names: Sequence[str]) -> list[Variant]:
+    """``--strategies a,b``: one variant per strategy, labelled with its name."""
+    return [Variant(name, (f"strategy.type={name}",), "--strategies") for name in names]
+
+
+def apply_variant(config: dict[str, Any], variant: Variant) -> dict[str, Any]:
+    """``config`` with the variant's strategy swapped in (if it sets ``strategy.type``), then its other overrides."""
+    from cdarts.config import apply_overrides, parse_override
+
+    result, rest = config, []
+    for text in variant.overrides:
+        keys, value = parse_override(text)
+        if keys == ["strategy", "type"] or (keys == ["strategy"] and isinstance(value, str)):
+            result = strategy_variant(result, str(value))
+        else:
+            rest.append(text)
+    return apply_overrides(result, rest)
+
+
 def differences(a: Any, b: Any, path: str = "") -> list[str]:
     """The dotted paths at which two config trees differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -419,13 +555,16 @@ def plan_study(
     output: str | Path,
     strategies: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
+    variants: Sequence[Variant] = (),
 ) -> list[PlannedRun]:
-    """Every (strategy, seed) search of a study, validated up front so a bad config fails before any run.
+    """Every (variant, seed) search of a study, validated up front so a bad config fails before any run.
 
-    Runs go to ``output/seed-N``, or ``output/<strategy>/seed-N`` when ``strategies`` are given.
+    ``overrides`` apply to every run, then each variant's own (``strategies`` are variants that swap the strategy).
+    Runs go to ``output/seed-N``, or ``output/<label>/seed-N`` when there are strategies or variants.
     """
     from cdarts.config import apply_overrides, load_config
     from cdarts.engine import search_config
+    from cdarts.registry import RegistryError
 
     if not seeds:
         raise ConfigError("no seeds given")
@@ -433,18 +572,32 @@ def plan_study(
         raise ConfigError(
             f"seeds and strategies must not repeat: seeds {list(seeds)}, strategies {list(strategies or [])}"
         )
+    rows = [*strategy_variants(strategies or []), *variants]
+    labels = [variant.label for variant in rows]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"variant labels must not repeat: {', '.join(map(repr, repeated))} given twice; "
+                          f"labels: {', '.join(labels)}")
     raw = read_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(dict(config))
     base = apply_overrides(raw, overrides)
+    load_config(base, search_config)  # a bad config or --set is reported as such, not as one variant's problem
     output = Path(output)
     plans = []
-    for name in strategies or [None]:
-        variant = base if name is None else strategy_variant(base, name)
+    for variant in rows or [None]:
         for seed in seeds:
-            run_config = {**variant, "seed": seed}
-            filled = load_config(run_config, search_config)
-            label = filled["strategy"]["type"]
-            folder = output / label / f"seed-{seed}" if name is not None else output / f"seed-{seed}"
-            plans.append(PlannedRun(label, seed, run_config, filled, folder))
+            if variant is None:
+                run_config = {**base, "seed": seed}
+                filled = load_config(run_config, search_config)
+                plans.append(PlannedRun(filled["strategy"]["type"], seed, run_config, filled, output / f"seed-{seed}"))
+                continue
+            try:
+                run_config = {**apply_variant(base, variant), "seed": seed}
+                filled = load_config(run_config, search_config)
+            except ConfigError as exc:
+                raise ConfigError([f"{variant.origin} {variant.label!r}: {p}" for p in exc.problems]) from None
+            except RegistryError as exc:
+                raise ConfigError(f"{variant.origin} {variant.label!r}: {exc}") from None
+            plans.append(PlannedRun(variant.label, seed, run_config, filled, output / variant.label / f"seed-{seed}"))
     return plans
 
 

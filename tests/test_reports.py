@@ -4,20 +4,26 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from cdarts.config import ConfigError, build
 from cdarts.genotypes import enumerate_nb201, nb201_ops
 from cdarts.reports import (
+    Variant,
     alpha_score,
     correlation,
+    curve_metrics,
     curves,
     differences,
     load_run,
     markdown_report,
     mean_std,
+    parse_sweep,
+    parse_variant,
     plan_study,
+    read_variants,
     sample_cells,
     strategy_variant,
     summarize,
@@ -246,3 +252,132 @@ def test_plan_study_layout_and_validation(tmp_path):
     with pytest.raises(ConfigError, match="strategy.epochs: expected int, got str 'many'"):
         plan_study(NB201_TINY, [0], tmp_path, overrides=["strategy.epochs=many"])
 
+
+# --- variants: labelled overrides, one report row each (paper Table 5, Figure 6)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parse_variant_splits_overrides_only_before_a_key():
+    variant = parse_variant("adam99:strategy.alpha_optimizer={type: adam, betas: [0.5, 0.99]},strategy.epochs=2")
+    assert variant == Variant("adam99", ("strategy.alpha_optimizer={type: adam, betas: [0.5, 0.99]}",
+                                         "strategy.epochs=2"))
+    assert parse_variant("darts+reg: strategy.type=darts, strategy.reg_weight=5").overrides == (
+        "strategy.type=darts", "strategy.reg_weight=5")
+
+
+def test_parse_sweep_labels_each_value_by_its_last_key():
+    assert parse_sweep("space.eval_layers=3,5,8") == [
+        Variant("eval_layers=3", ("space.eval_layers=3",)), Variant("eval_layers=5", ("space.eval_layers=5",)),
+        Variant("eval_layers=8", ("space.eval_layers=8",))]
+
+
+@pytest.mark.parametrize(("parse", "text", "message"), [
+    (parse_variant, "darts", "--variant 'darts': expected LABEL:KEY=VALUE[,KEY=VALUE...], "
+                             "e.g. darts+reg:strategy.type=darts,strategy.reg_weight=5"),
+    (parse_variant, "darts:", "--variant 'darts:': expected LABEL:KEY=VALUE[,KEY=VALUE...], "
+                              "e.g. darts+reg:strategy.type=darts,strategy.reg_weight=5"),
+    (parse_variant, "x:strategy", "--variant 'x:strategy': expected LABEL:KEY=VALUE[,KEY=VALUE...], "
+                                  "e.g. darts+reg:strategy.type=darts,strategy.reg_weight=5"),
+    (parse_variant, "my run:seed=1", "--variant 'my run': a label is letters, digits and _ . + = - (it names the "
+                                     "variant's folder), e.g. darts+reg"),
+    (parse_variant, "../up:strategy.epochs=1", "--variant '../up': a label is letters, digits and _ . + = - (it "
+                                               "names the variant's folder), e.g. darts+reg"),
+    (parse_variant, "x:strategy..epochs=1", "--variant 'x': 'strategy..epochs=1': expected KEY.PATH=VALUE, "
+                                            "e.g. strategy.epochs=3"),
+    (parse_variant, "x:seed=1", "--variant 'x': 'seed' is set by --seeds, not by a variant"),
+    (parse_sweep, "space.eval_layers", "--sweep 'space.eval_layers': expected KEY=VALUE1,VALUE2,..., "
+                                       "e.g. space.eval_layers=3,5,8"),
+    (parse_sweep, "strategy.alpha_optimizer.betas=[0.5, 0.9]", "--sweep 'strategy.alpha_optimizer.betas=[0.5, 0.9]': "
+     "value '[0.5, 0.9]' cannot name a folder; give it a label with --variant "
+     "LABEL:strategy.alpha_optimizer.betas=[0.5, 0.9]"),
+])
+def test_bad_variants_are_refused_naming_the_value(parse, text, message):
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert str(caught.value) == message
+
+
+def test_plan_study_runs_each_variant_for_every_seed(tmp_path):
+    variants = [parse_variant("reg:strategy.type=darts,strategy.reg_weight=5"), *parse_sweep("space.channels=2,3")]
+    plans = plan_study(NB201_TINY, [0, 1], tmp_path, ["darts"], ["strategy.epochs=4"], variants)
+    assert [(p.label, p.seed, p.run_dir) for p in plans] == [
+        (label, seed, tmp_path / label / f"seed-{seed}")
+        for label in ("darts", "reg", "channels=2", "channels=3") for seed in (0, 1)]
+    strategies = [p.filled["strategy"] for p in plans]
+    assert [(s["type"], s["epochs"], s["pretrain_epochs"], s["reg_weight"]) for s in strategies[::2]] == [
+        ("darts", 4, 1, 0.0), ("darts", 4, 1, 5.0), ("cdarts", 4, 1, 5.0), ("cdarts", 4, 1, 5.0)]
+    assert [p.filled["space"]["channels"] for p in plans[4:]] == [2, 2, 3, 3]
+    assert not any(tmp_path.iterdir())
+
+
+def test_plan_study_refuses_repeated_labels_and_names_the_variant_of_a_bad_key(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        plan_study(NB201_TINY, [0], tmp_path, ["darts"], variants=[parse_variant("darts:strategy.epochs=1")])
+    assert str(caught.value) == "variant labels must not repeat: 'darts' given twice; labels: darts, darts"
+    with pytest.raises(ConfigError, match=r"^--variant 'fast': strategy\.eval_epoch: unknown key for strategy "
+                                          r"'cdarts'; .*did you mean 'eval_epochs'\?$"):
+        plan_study(NB201_TINY, [0], tmp_path, variants=[parse_variant("fast:strategy.eval_epoch=1")])
+    with pytest.raises(ConfigError, match=r"^--variant 'x': unknown strategy 'dartz'; .*did you mean 'darts'\?$"):
+        plan_study(NB201_TINY, [0], tmp_path, variants=[parse_variant("x:strategy.type=dartz")])
+    assert not any(tmp_path.iterdir())
+
+
+def test_table5_preset_is_the_papers_four_objectives_on_the_demo(tmp_path):
+    preset = ROOT / "configs" / "ablation-table5.yaml"
+    plans = plan_study(ROOT / "configs" / "demo.yaml", [0], tmp_path, variants=read_variants(preset))
+    assert [p.label for p in plans] == ["darts", "darts+reg", "darts+reg+kd", "cdarts"]
+    rows = [p.filled["strategy"] for p in plans]
+    assert [s["type"] for s in rows] == ["darts", "darts", "cdarts", "cdarts"]
+    assert [(s["epochs"], s["pretrain_epochs"]) for s in rows] == [(8, 1)] * 4
+    assert [s["reg_weight"] for s in rows] == [0.0, 5.0, 5.0, 5.0]
+    assert [s["reg_stop_epoch"] for s in rows[1:]] == [4, 4, 4]
+    assert [s["regularizer"] is not None for s in rows] == [True] * 4
+    assert [(s["distill"] is not None, s["update_eval_in_joint_step"]) for s in rows[2:]] == [(True, False),
+                                                                                                (True, True)]
+
+
+def test_read_variants_wants_one_variants_mapping(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("variants:\n  plain:\n  fixed: {strategy.update_eval_in_joint_step: false, space.channels: 2}\n")
+    assert read_variants(path) == [Variant("plain"), Variant("fixed", ("strategy.update_eval_in_joint_step=false",
+                                                                      "space.channels=2"))]
+    path.write_text("strategy: {type: darts}\n")
+    with pytest.raises(ConfigError) as caught:
+        read_variants(path)
+    assert str(caught.value) == (f"{path}: expected one key 'variants' mapping labels to overrides, "
+                                 "e.g. variants: {darts: {strategy.type: darts}}")
+    path.write_text("variants: {a: [strategy.epochs=1]}\n")
+    with pytest.raises(ConfigError, match=r"v\.yaml: variant 'a': expected a mapping of KEY\.PATH: VALUE, got list$"):
+        read_variants(path)
+
+
+def test_report_of_variants_has_a_row_per_label_with_its_overrides(runs, tmp_path):
+    variants = [Variant("cdarts"), Variant("darts", ("strategy.type=darts", "strategy.reg_weight=5"))]
+    lines = markdown_report(runs, "ablation", variants=variants).splitlines()
+    assert "| variant | runs | benchmark test_acc | s_val_acc | s_test_acc | overrides |" in lines
+    assert "| cdarts | 2 | 92.00 ± 2.00 | 51.00 ± 0.00 | 52.00 ± 0.00 | the config as given |" in lines
+    assert ("| darts | 1 | 54.30 ± 0.00 | 51.00 ± 0.00 | 52.00 ± 0.00 | `strategy.type=darts`, "
+            "`strategy.reg_weight=5` |") in lines
+    assert "| variant | seed | benchmark test_acc | s_val_acc | s_test_acc | genotype |" in lines
+    paths = write_report(runs, tmp_path / "report", "ablation", variants)
+    with open(paths["csv"], newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert [(r["variant"], r["runs"], r["bench_test_acc_mean"], r["overrides"]) for r in summary] == [
+        ("cdarts", "2", "92", ""), ("darts", "1", "54.3", "strategy.type=darts; strategy.reg_weight=5")]
+    with open(paths["runs"], newline="") as handle:
+        assert [(r["variant"], r["seed"]) for r in csv.DictReader(handle)] == [("cdarts", "0"), ("cdarts", "1"),
+                                                                               ("darts", "0")]
+
+
+def test_curves_show_e_when_every_run_has_one(tmp_path):
+    """A sweep over E's depth (Figure 6) plots E's test accuracy per epoch; a study with a DARTS run does not."""
+    runs = []
+    for name, e_acc in (("deep", "60"), ("shallow", "55"), ("darts", "")):
+        run = fake_run(tmp_path / name, "cdarts", 0, [1.0])
+        header = "epoch,phase,s_val_acc,s_test_acc,e_test_acc"
+        (run.run_dir / "metrics.csv").write_text(f"{header}\n0,search,40,41,{e_acc}\n")
+        runs.append(load_run(run.run_dir, name))
+    assert curve_metrics(runs[:2]) == ["s_val_acc", "s_test_acc", "e_test_acc"]
+    assert curve_metrics(runs) == ["s_val_acc", "s_test_acc"]
