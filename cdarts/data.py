@@ -54,14 +54,17 @@ def load_image(path: str) -> Any:
 def image_folder(path: Path, num_classes: int | None = None, skip_bad_images: bool = False) -> tv_datasets.ImageFolder:
     """torchvision's ImageFolder over ``path/<class>/<image>``, reading with :func:`load_image`.
 
-    Problems are found here, before any training: no class folders, a class folder without images, a class count
-    other than ``num_classes`` (when given). ``skip_bad_images`` opens every image now and drops the unreadable
-    ones with a warning (one pass over the folder); otherwise a bad image stops the run when it is loaded.
+    Problems are found here, before any training: fewer than two class folders, a class folder without images, a
+    class count other than ``num_classes`` (when given). ``skip_bad_images`` opens every image now and drops the
+    unreadable ones with a warning (one pass over the folder); otherwise a bad image stops the run when it is loaded.
     """
     try:
         folder = tv_datasets.ImageFolder(str(path), loader=load_image)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"dataset folder '{path}': {exc}") from None
+    if len(folder.classes) < 2:  # one class: every prediction is right, and the run reports 100%
+        raise DataError(f"dataset folder '{path}' has {len(folder.classes)} class folder ({folder.classes[0]}); a "
+                        "classifier needs at least 2")
     if num_classes is not None and len(folder.classes) != num_classes:
         shown = ", ".join(folder.classes[:5]) + (" ..." if len(folder.classes) > 5 else "")
         raise DataError(f"num_classes is {num_classes} but '{path}' has {len(folder.classes)} class folders "

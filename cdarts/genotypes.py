@@ -20,10 +20,21 @@ from typing import Any, Union
 from cdarts.errors import ConfigError, FileError
 from cdarts.ops.nb201 import NB201_PRIMITIVES
 from cdarts.registry import genotypes as genotype_registry
-from cdarts.registry import unknown_name_message
+from cdarts.registry import shown, unknown_name_message
 
 Edge = tuple[str, int]
 """One chosen ``(op name, input node)`` pair."""
+
+MAX_NODES = 16
+"""The most intermediate nodes a cell may have (the DARTS space uses 4, NAS-Bench-201 3): a cell's cost grows with
+the square of its nodes, so a larger genotype is refused when parsed, before anything is built from it."""
+
+MAX_EDGES_PER_NODE = MAX_NODES + 1
+"""The most ``(op, input)`` pairs one DARTS-cell node may take: as many as the last node of the largest cell has
+inputs (DARTS's top-k picks 2)."""
+
+MAX_GENOTYPE_FILE_BYTES = 1 << 20
+"""The largest genotype JSON file read (a genotype of the largest cells is about 20 KB)."""
 
 
 def _edges(pairs: Sequence[Sequence[Any]], where: str) -> tuple[Edge, ...]:
@@ -49,6 +60,11 @@ def _concat(values: Sequence[int], edges: tuple[Edge, ...], where: str) -> tuple
         raise ConfigError(f"{where}_concat: expected a list of node indices, got {values!r}")
     if not values or not edges or len(edges) % len(values):
         raise ConfigError(f"{where}: {len(edges)} edges do not divide evenly over {len(values)} nodes")
+    if len(values) > MAX_NODES:
+        raise ConfigError(f"{where}: {len(values)} nodes; a cell has at most {MAX_NODES} intermediate nodes")
+    if len(edges) // len(values) > MAX_EDGES_PER_NODE:
+        raise ConfigError(f"{where}: {len(edges) // len(values)} edges per node; a node takes at most "
+                          f"{MAX_EDGES_PER_NODE}")
     try:
         concat = tuple(operator.index(c) for c in values)
     except TypeError:
@@ -131,6 +147,8 @@ class NB201Genotype:
     def __post_init__(self) -> None:
         if not isinstance(self.node_edges, (list, tuple)):
             raise ConfigError(f"expected one list of (op, input) pairs per node, got {self.node_edges!r}")
+        if len(self.node_edges) > MAX_NODES:
+            raise ConfigError(f"{len(self.node_edges)} nodes; a cell has at most {MAX_NODES}")
         nodes = tuple(_edges(node, f"node {j + 1}") for j, node in enumerate(self.node_edges))
         for j, node in enumerate(nodes, start=1):
             if sorted(i for _, i in node) != list(range(j)):
@@ -155,8 +173,11 @@ Genotype = Union[DartsGenotype, NB201Genotype]  # noqa: UP007 - a runtime alias,
 
 def parse_arch_string(text: str) -> NB201Genotype:
     """Parse ``|op~0|+|op~0|op~1|+...``."""
+    parts = text.strip().split("+")
+    if len(parts) > MAX_NODES:
+        raise ConfigError(f"NAS-Bench-201 arch string of {len(parts)} nodes; a cell has at most {MAX_NODES}")
     nodes = []
-    for j, part in enumerate(text.strip().split("+"), start=1):
+    for j, part in enumerate(parts, start=1):
         if not (part.startswith("|") and part.endswith("|")) or len(part) < 3:
             raise ConfigError(f"bad NAS-Bench-201 arch string {text!r}: node {j} part {part!r} is not '|op~i|...|'")
         edges = []
@@ -347,6 +368,14 @@ def genotype_from_json(data: Any) -> Genotype:
     return DartsGenotype(**{f: data[f] for f in fields})
 
 
+def _json(text: str) -> Any:
+    """``json.loads``; a document nested deeper than Python's recursion limit is bad JSON, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def parse_genotype(text: str) -> Genotype:
     """A genotype from DARTS text, an arch string, or JSON text."""
     stripped = text.strip()
@@ -356,9 +385,9 @@ def parse_genotype(text: str) -> Genotype:
         return parse_arch_string(stripped)
     if stripped.startswith("{"):
         try:
-            data = json.loads(stripped)
+            data = _json(stripped)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"bad genotype JSON {text!r}: {exc}") from None
+            raise ConfigError(f"bad genotype JSON {shown(text)}: {exc}") from None
         return genotype_from_json(data)
     raise ConfigError(f"cannot parse genotype {text!r}: expected Genotype(...), an arch string '|op~0|+...' or JSON")
 
@@ -378,8 +407,12 @@ def load_genotype(ref: str | Path | dict | Genotype) -> Genotype:
     if path.is_dir() and (path / "genotype.json").is_file():
         path = path / "genotype.json"
     if path.is_file():
+        size = path.stat().st_size
+        if size > MAX_GENOTYPE_FILE_BYTES:
+            raise FileError(f"{path}: not a genotype JSON file ({size} bytes; one holds at most "
+                            f"{MAX_GENOTYPE_FILE_BYTES})")
         try:
-            return genotype_from_json(json.loads(path.read_text()))
+            return genotype_from_json(_json(path.read_text()))
         except (json.JSONDecodeError, KeyError, ValueError) as exc:
             raise FileError(f"{path}: not a genotype JSON file ({exc})") from None
     raise ConfigError(

@@ -144,3 +144,16 @@ def test_imagenet_class_count_and_empty_class(tmp_path):
     (tmp_path / "val" / "n03").mkdir()
     with pytest.raises(FileNotFoundError, match=f"dataset folder '{tmp_path / 'val'}': Found no valid file .* n03"):
         imagenet(root=str(tmp_path))
+
+
+@pytest.mark.parametrize("test_split", [True, False], ids=["test_folder", "train_only"])
+def test_a_single_class_folder_is_refused_before_the_run_folder_exists(test_split, tmp_path, capsys):
+    root = tmp_path / "data"
+    make_tree(root, "train", {"cat": 8})
+    if test_split:
+        make_tree(root, "test", {"cat": 2})
+    code, err, run = run_search(tmp_path, {"type": "imagefolder", "root": str(root), "image_size": 8}, capsys)
+    assert code == 2, err
+    assert error_line(err) == (f"cdarts-search: error: dataset folder '{root / 'train'}' has 1 class folder (cat); "
+                               "a classifier needs at least 2")
+    assert not run.exists()

@@ -6,7 +6,10 @@ import re
 
 import pytest
 
+from cdarts.errors import ConfigError, FileError
 from cdarts.genotypes import (
+    MAX_EDGES_PER_NODE,
+    MAX_NODES,
     PUBLISHED,
     DartsGenotype,
     NB201Genotype,
@@ -253,3 +256,58 @@ def test_load_genotype_unknown_name_lists_names():
     assert ", ".join(genotype_registry.names()) in message
     assert "did you mean 'CDARTS_CIFAR'?" in message
     assert message.endswith("(nor a genotype JSON file or text)")
+
+
+# --- bounds --------------------------------------------------------------------------------------------------------
+
+
+def chain(nodes: int) -> list[list]:
+    """``nodes`` intermediate nodes, each reading the two before it."""
+    return [[op, j - back] for j in range(2, 2 + nodes) for op, back in (("sep_conv_3x3", 1), ("skip_connect", 2))]
+
+
+def test_a_cell_of_the_most_nodes_and_edges_the_space_allows_parses():
+    wide = [(f"op{e}", 0) for e in range(MAX_EDGES_PER_NODE)]
+    genotype = DartsGenotype(chain(MAX_NODES), range(2, 2 + MAX_NODES), wide, [2])
+    assert len(genotype.nodes("normal")) == MAX_NODES and len(genotype.nodes("reduce")[0]) == MAX_EDGES_PER_NODE
+
+
+def test_a_thousand_node_genotype_file_is_refused_at_parse_time(tmp_path):
+    path = tmp_path / "genotype.json"
+    data = {"normal": chain(1000), "normal_concat": list(range(2, 1002)), "reduce": chain(4),
+            "reduce_concat": [2, 3, 4, 5]}
+    path.write_text(json.dumps(data))
+    assert path.stat().st_size > 40_000
+    message = (f"{path}: not a genotype JSON file (normal: 1000 nodes; a cell has at most {MAX_NODES} "
+               f"intermediate nodes)")
+    with pytest.raises(FileError, match=re.escape(message)):
+        load_genotype(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DartsGenotype(chain(MAX_NODES + 1), range(2, 3 + MAX_NODES), chain(1), [2]),
+         f"normal: {MAX_NODES + 1} nodes; a cell has at most {MAX_NODES} intermediate nodes"),
+        (lambda: DartsGenotype(chain(1), [2], [(f"op{e}", 0) for e in range(MAX_EDGES_PER_NODE + 1)], [2]),
+         f"reduce: {MAX_EDGES_PER_NODE + 1} edges per node; a node takes at most {MAX_EDGES_PER_NODE}"),
+        (lambda: parse_arch_string("+".join("|" + "|".join(f"none~{i}" for i in range(j)) + "|"
+                                            for j in range(1, 302))),
+         f"NAS-Bench-201 arch string of 301 nodes; a cell has at most {MAX_NODES}"),
+        (lambda: NB201Genotype(tuple(tuple(("none", i) for i in range(j)) for j in range(1, MAX_NODES + 2))),
+         f"{MAX_NODES + 1} nodes; a cell has at most {MAX_NODES}"),
+    ],
+)
+def test_cells_beyond_the_space_limits_are_refused(make, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make()
+
+
+def test_deeply_nested_genotype_json_is_an_error_not_a_recursion(tmp_path):
+    nested = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "genotype.json"
+    path.write_text(nested)
+    with pytest.raises(FileError, match=re.escape(f"{path}: not a genotype JSON file (nested too deeply")):
+        load_genotype(path)
+    with pytest.raises(ConfigError, match=r"bad genotype JSON '\{\"normal\": \[\[\[.*\.\.\.: nested too deeply"):
+        load_genotype('{"normal": ' + nested + "}")

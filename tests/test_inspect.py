@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -285,3 +286,24 @@ def test_macs_run_without_gradients():
     assert count_macs(model, (3, 4, 4)) == 4 * 4 * 2 * 3 + 32 * 3
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (json.dumps({"normal": [[op, j - back] for j in range(2, 1002) for op, back in (("sep_conv_3x3", 1),
+                                                                                          ("skip_connect", 2))],
+                     "normal_concat": list(range(2, 1002)), "reduce": [["skip_connect", 0]], "reduce_concat": [2]}),
+         "normal: 1000 nodes; a cell has at most 16 intermediate nodes"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+    ids=["1000_nodes", "100000_deep"],
+)
+def test_huge_or_deep_genotype_file_is_one_line_at_once(content, expected, tmp_path, capsys):
+    path = tmp_path / "genotype.json"
+    path.write_text(content)
+    began = time.perf_counter()
+    code, out, err = run_main(inspect_cli.main, [str(path)], capsys)
+    assert time.perf_counter() - began < 5, "refused when parsed, before any network is built"
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"cdarts-inspect: error: {path}: not a genotype JSON file (") and expected in err
