@@ -249,7 +249,7 @@ def test_bf16_autocast_runs_the_cycle_with_float32_architecture_parameters(tiny_
 
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
-SEARCH_PRESETS = sorted(p.name for p in PRESETS.glob("*.yaml") if not p.name.startswith("retrain"))
+SEARCH_PRESETS = sorted(p.name for p in PRESETS.glob("*.yaml") if "strategy" in yaml.safe_load(p.read_text()))
 
 
 def documented_switch(preset: str, marker: str) -> list[str]:
