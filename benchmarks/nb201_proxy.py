@@ -73,6 +73,7 @@ def table(study: Path) -> str:
             skips = " ".join(f"{r['skip_connects']}({r['param_free_ops']})" for r in rows)
             kd = " ".join(number(r.get("joint_kd"), 3) for r in rows)
             final = json.loads((run / "genotype.json").read_text())["arch"] if (run / "genotype.json").exists() else "-"
+            final = final.replace("|", "\\|")  # a pipe inside a markdown table cell, even in code, must be escaped
             last = rows[-1]
             lines.append(f"| {run.name[5:]} | {skips} | {number(rows[0]['alpha_entropy'], 4)} -> "
                          f"{number(last['alpha_entropy'], 4)} | {kd} | `{final}` | {number(last['s_test_acc'], 1)} / "
