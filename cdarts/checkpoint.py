@@ -12,8 +12,9 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -33,6 +34,44 @@ CORRUPT = "corrupt"
 
 class CheckpointError(FileError):
     """A checkpoint that is missing, incomplete or corrupt; the message names the file and the problem."""
+
+
+Shape = Union[type, tuple[type, ...], Mapping[str, "Shape"], list]  # noqa: UP007 - a runtime alias (forward ref)
+"""What a JSON value must look like: a type (or types), an object with these keys (``{"epoch": int}``, extra keys
+allowed), or a list whose every item has the one shape it holds (``[dict]``)."""
+
+STATE_SHAPE: dict[str, Shape] = {"epoch": int, "rng": {"numpy": list, "python": list}}
+"""What ``save_checkpoint`` writes to every state.json; a caller names the fields it reads besides."""
+
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def _json_name(kind: type) -> str:
+    return _JSON_NAMES.get(kind, kind.__name__)
+
+
+def shape_problem(value: Any, shape: Shape, where: str = "") -> str | None:
+    """The first way ``value`` (parsed JSON) differs from ``shape``, as ``where.field[3]: expected ..., got ...``."""
+    at = f"{where}: " if where else ""
+    if isinstance(shape, Mapping):
+        if not isinstance(value, dict):
+            return f"{at}expected an object, got {_json_name(type(value))}"
+        for key, inner in shape.items():
+            path = f"{where}.{key}" if where else key
+            problem = shape_problem(value[key], inner, path) if key in value else f"{path}: missing"
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{at}expected a list, got {_json_name(type(value))}"
+        problems = (shape_problem(item, shape[0], f"{where}[{index}]") for index, item in enumerate(value))
+        return next((p for p in problems if p), None)
+    kinds = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        return f"{at}expected {' or '.join(_json_name(k) for k in kinds)}, got {_json_name(type(value))}"
+    return None
 
 
 class NonFiniteStateError(FloatingPointError):
@@ -191,13 +230,16 @@ def verify(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{manifest_path}: missing (the checkpoint was not completely written)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{manifest_path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{manifest_path}: not valid JSON ({first_line(exc)})") from None
     for name in FILES:
-        entry = manifest.get("files", {}).get(name)
+        entry = manifest.get("files", {}).get(name) if isinstance(manifest, dict) else None
         file = path / name
         if entry is None:
             raise CheckpointError(f"{manifest_path}: no entry for {name}")
+        problem = shape_problem(entry, {"size": int, "sha256": str}, f"files.{name}")
+        if problem:
+            raise CheckpointError(f"{manifest_path}: {problem}")
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
         if file.stat().st_size != entry["size"]:
@@ -208,8 +250,15 @@ def verify(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(tensors, optimizer/RNG part, JSON state) of a verified checkpoint; nothing is unpickled."""
+def load_checkpoint(
+    path: Path, fields: Mapping[str, Shape] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(tensors, optimizer/RNG part, JSON state) of a verified checkpoint; nothing is unpickled.
+
+    The manifest only shows that the files are those written; their content is checked too, so a resume never
+    fails halfway on a forged or junk field: state.json must hold an ``epoch``, RNG states that can be set, and the
+    ``fields`` (shapes) the caller reads; optim.pt its optimizer states and the torch RNG state.
+    """
     verify(path)
     try:
         tensors = load_file(str(path / "tensors.safetensors"))
@@ -219,18 +268,66 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused or corrupt content
         raise CheckpointError(f"{path / 'optim.pt'}: refused or unreadable ({first_line(exc)})") from None
-    return tensors, optim, json.loads((path / "state.json").read_text())
+    problem = _optim_problem(optim)
+    if problem:
+        raise CheckpointError(f"{path / 'optim.pt'}: {problem}")
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        message = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
+        raise CheckpointError(f"{path / 'state.json'}: not valid JSON ({message})") from None
+    problem = shape_problem(state, {**STATE_SHAPE, **(fields or {})}) or _state_problem(state)
+    if problem:
+        raise CheckpointError(f"{path / 'state.json'}: {problem}")
+    return tensors, optim, state
 
 
-def latest_checkpoint(folder: Path, warn=print, move_aside: bool = False) -> tuple[Path, tuple] | None:
-    """The newest checkpoint that verifies and loads, falling back to older ones (and saying so).
+def _optim_problem(optim: Any) -> str | None:
+    """What in optim.pt's content ``set_rng_state`` and the optimizers' ``load_state_dict`` could not use."""
+    if not isinstance(optim, dict):
+        return f"expected a dict, got {type(optim).__name__}"
+    for key in ("optimizers", "rng"):
+        if key not in optim:
+            return f"{key}: missing"
+        if not isinstance(optim[key], dict):
+            return f"{key}: expected a dict, got {type(optim[key]).__name__}"
+    try:
+        torch.Generator().set_state(optim["rng"]["torch"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        return f"rng.torch: not a torch RNG state ({first_line(exc)})"
+    return None
+
+
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """Values of a well-shaped state.json that cannot be used: a negative epoch, RNG states that cannot be set
+    (tried on fresh generators, as ``set_rng_state`` would set the global ones)."""
+    if state["epoch"] < 0:
+        return f"epoch: expected at least 0, got {state['epoch']}"
+    try:
+        kind, keys, pos, has_gauss, cached = state["rng"]["numpy"]
+        np.random.RandomState().set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    except (TypeError, ValueError, OverflowError) as exc:
+        return f"rng.numpy: not a NumPy RNG state ({first_line(exc)})"
+    try:
+        version, keys, gauss = state["rng"]["python"]
+        random.Random().setstate((version, tuple(keys), gauss))
+    except (TypeError, ValueError, OverflowError) as exc:
+        return f"rng.python: not a Python RNG state ({first_line(exc)})"
+    return None
+
+
+def latest_checkpoint(
+    folder: Path, warn=print, move_aside: bool = False, fields: Mapping[str, Shape] | None = None
+) -> tuple[Path, tuple] | None:
+    """The newest checkpoint that verifies and loads (with the state ``fields``, see ``load_checkpoint``), falling
+    back to older ones (and saying so).
 
     With ``move_aside`` (the run that is about to write to ``folder``) each unusable one is moved to
     ``folder/corrupt/``: kept for a look, but never again taken for the newest or counted among those pruning keeps.
     """
     for path in list_checkpoints(folder):
         try:
-            return path, load_checkpoint(path)
+            return path, load_checkpoint(path, fields)
         except CheckpointError as exc:
             moved = f"; moved to {set_aside(path)}" if move_aside else ""
             warn(f"checkpoint {path.name} is unusable: {exc}{moved}; falling back to the previous one")

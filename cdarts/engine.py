@@ -43,6 +43,13 @@ from cdarts.strategies.loop import Runtime
 
 SPLITS = ("train", "val", "test")
 
+SEARCH_STATE = {
+    "strategy": dict,
+    "history": [{"epoch": int, "genotype": dict, "primitives": list, "alpha": dict, "metrics": dict}],
+}
+"""The state.json fields a resume reads (``write_logs`` rewrites the logs from the history): a checkpoint without
+them is unusable and the resume falls back to the one before."""
+
 
 def search_config(
     *,
@@ -121,7 +128,7 @@ def search(
     start = 0
     checkpoints = run_dir / "checkpoints"
     if resume:
-        found = latest_checkpoint(checkpoints, warn=log)
+        found = latest_checkpoint(checkpoints, warn=log, fields=SEARCH_STATE)
         if found is not None:
             path, (tensors, optim, state) = found
             strategy.restore(state["strategy"])

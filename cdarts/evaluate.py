@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from cdarts.config import build, load_yaml_text, read_yaml, validate_component
 from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.io import first_line
+from cdarts.registry import shown
 
 
 def topk_correct(logits: Tensor, target: Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
@@ -102,17 +103,31 @@ def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     import json
 
     import timm
+    from safetensors import SafetensorError
+
+    from cdarts.retrain import check_model_spec
 
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"'{folder}' is not a model folder: it has no config.json")
     try:
         config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileError(f"{config_file}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise FileError(f"{config_file}: not valid JSON ({first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise FileError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
+    check_model_spec(config_file, config.get("architecture"), config.get("model_args", {}))
+    pretrained_cfg = config.get("pretrained_cfg", {})
+    remote = [key for key in REMOTE_KEYS if isinstance(pretrained_cfg, dict) and pretrained_cfg.get(key)]
+    if remote:
+        raise FileError(f"{config_file}: pretrained_cfg names a remote source ({', '.join(remote)}); an export "
+                        "loads its weights from its own folder only")
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError) as exc:
+    except SafetensorError as exc:
+        raise FileError(f"{folder / 'model.safetensors'}: not a readable safetensors file ({first_line(exc)}; "
+                        "truncated by an interrupted copy?)") from None
+    except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError, ValueError) as exc:
         first = first_line(exc)
         if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
             raise FileError(
@@ -122,6 +137,32 @@ def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise FileError(f"{folder}: timm cannot rebuild this model ({first})") from None
     meta = config.get("cdarts", {}).get("data", {}) if isinstance(config.get("cdarts"), Mapping) else {}
     return model.eval(), dict(meta)
+
+
+REMOTE_KEYS = ("url", "hf_hub_id", "hf_hub_filename")
+"""``pretrained_cfg`` keys that would make timm download weights; an export folder may set none of them."""
+
+
+def resolve_device(name: str | None) -> str:
+    """The torch device to evaluate on: ``name`` if this machine has it, by default the GPU where there is one."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {shown(name)} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {shown(name)}: this machine has no CUDA device; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {shown(name)}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {shown(name)}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {shown(name)}: evaluation runs on cpu, cuda, cuda:N or mps")
+    return name
 
 
 def parse_data_spec(text: str) -> dict[str, Any]:
@@ -155,6 +196,7 @@ def evaluate_model(
     """
     from cdarts.data import make_loader
 
+    device = resolve_device(device)
     model, meta = load_model(ref, ema)
     if data is None:
         if "dataset" not in meta:
@@ -176,7 +218,6 @@ def evaluate_model(
     if sample.shape[0] != in_chans:
         raise DataError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
                         f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, drop_last=False)
     result = evaluate(model.to(device), loader, device, max_batches=max_batches)
     return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, "device": device, **result}

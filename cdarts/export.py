@@ -135,11 +135,13 @@ or evaluate it: `cdarts-eval --model local-dir:{folder_name}`.
 def export(source: str | Path, out: str | Path, ema: bool = False, force: bool = False) -> ExportResult:
     """Write the network of a run folder / checkpoint to ``out``; refuses a non-empty ``out`` unless ``force``.
 
-    The folder is assembled under a temporary name and renamed into place, so ``out`` is never half written.
+    The folder is assembled under a temporary name and renamed into place, so ``out`` is never half written. An
+    ``out`` that is a symlink is written through: its target is replaced and the link kept.
     """
     from safetensors.torch import save_file
 
     out = Path(out)
+    target = Path(os.path.realpath(out))
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out '{out}' exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -151,8 +153,8 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
         pool_size = tuple(model.forward_features(torch.zeros(1, *input_size)).shape[-2:])
     params, macs = inference_parameters(model), count_macs(model, input_size)
     config = timm_config(trained, model, pool_size, ema)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -166,12 +168,12 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(tmp)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
-        fsync_dir(out.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -29,12 +30,14 @@ from torch.utils.data import Dataset, Subset
 from cdarts.checkpoint import (
     PREFIX,
     CheckpointError,
+    Shape,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_modules,
     save_checkpoint,
     set_rng_state,
+    shape_problem,
 )
 from cdarts.config import (
     Component,
@@ -59,7 +62,7 @@ from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_load
 from cdarts.errors import FileError, UserInputError
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, first_line, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
-from cdarts.registry import datasets
+from cdarts.registry import datasets, shown
 from cdarts.runs import make_accelerator, shared_run_dir
 from cdarts.spaces.darts import Depth
 from cdarts.stats import inference_parameters
@@ -304,6 +307,36 @@ class TrainForward(nn.Module):
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar")
 
+RETRAIN_INFO: dict[str, Shape] = {"architecture": str, "model_args": dict, "data": dict, "metrics": dict}
+"""What a retrain checkpoint's state.json says of its network (its ``retrain`` field): how to rebuild it."""
+
+RETRAIN_STATE: dict[str, Shape] = {
+    "step": int,
+    "best": {"epoch": (int, type(None)), "val_top1": (int, float, type(None))},
+    "config_hash": str,
+    "retrain": RETRAIN_INFO,
+    "history": [{"epoch": int}],
+}
+"""The state.json fields a resume reads: a checkpoint without them is unusable and the resume falls back."""
+
+
+def check_model_spec(source: Path | str, architecture: Any, model_args: Any, where: str = "") -> None:
+    """Refuse a network description read from a file unless it names a ``cdarts_*`` model and its own arguments.
+
+    timm builds whatever a name says: any of its architectures, or, for ``hf-hub:`` names, one downloaded from the
+    Hugging Face Hub. A file is data, so it may name only the models this package registers; the network is reached
+    only for a name the user types.
+    """
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        raise FileError(f"{source}: {where}architecture {shown(architecture)} is not a cdarts model; available: "
+                        f"{', '.join(ARCHITECTURES)} (a file may name no other timm model and no remote source)")
+    if not isinstance(model_args, Mapping):
+        raise FileError(f"{source}: {where}model_args: expected a mapping, got {type(model_args).__name__}")
+    valid = list(inspect.signature(CdartsNet.__init__).parameters)[1:]
+    unknown = [shown(key) for key in model_args if key not in valid]
+    if unknown:
+        raise FileError(f"{source}: {where}model_args: unknown {', '.join(unknown)}; valid: {', '.join(valid)}")
+
 
 def safe_torch_load(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
@@ -365,10 +398,12 @@ class TrainedModel:
         """The network in eval mode with these weights."""
         import timm
 
+        check_model_spec(self.path, self.architecture, self.model_args)
         try:
             model = timm.create_model(self.architecture, **self.model_args)
-        except RuntimeError as exc:
-            raise FileError(f"{self.path}: cannot rebuild architecture {self.architecture!r}: {exc}") from None
+        except (RuntimeError, TypeError, ValueError) as exc:  # arguments the file got wrong (a bad genotype...)
+            raise FileError(f"{self.path}: cannot rebuild architecture {self.architecture!r}: {first_line(exc)}") \
+                from None
         load_into(model, self.state_dict(ema), self.path)
         return model.eval()
 
@@ -416,12 +451,20 @@ def read_trained(ref: str | Path) -> TrainedModel:
         if not isinstance(data, Mapping) or not {"architecture", "model_args", "state_dict"} <= set(data):
             raise FileError(f"{path}: expected a dict with architecture, model_args and state_dict "
                             "(or pass a run folder / checkpoint folder)")
+        check_model_spec(path, data["architecture"], data["model_args"])
+        for key in ("state_dict", "state_dict_ema", "data", "metrics"):
+            if not isinstance(data.get(key, {}), Mapping | None):
+                raise FileError(f"{path}: {key}: expected a dict, got {type(data[key]).__name__}")
         return TrainedModel(path, data["architecture"], dict(data["model_args"]), dict(data["state_dict"]),
                             data.get("state_dict_ema"), dict(data.get("data", {})), dict(data.get("metrics", {})))
     tensors, _, state = load_checkpoint(path)
     if "retrain" not in state:
         raise CheckpointError(f"{path}: not a retrain checkpoint (no 'retrain' entry in state.json)")
     info = state["retrain"]
+    problem = shape_problem(info, RETRAIN_INFO, "retrain")
+    if problem:
+        raise CheckpointError(f"{path / 'state.json'}: {problem}")
+    check_model_spec(path / "state.json", info["architecture"], info["model_args"], "retrain.")
 
     def part(prefix: str) -> dict[str, Tensor] | None:
         found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -573,7 +616,7 @@ def train(
     step, start, best = 0, 0, {"epoch": None, "val_top1": None}
     checkpoints = run_dir / "checkpoints"
     if resume:
-        found = latest_checkpoint(checkpoints, warn=log)
+        found = latest_checkpoint(checkpoints, warn=log, fields=RETRAIN_STATE)
         if found is not None:
             path, (tensors, optim, state) = found
             if state.get("config_hash") != config_hash(cfg):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from cdarts.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cdarts.engine import search
+from cdarts.retrain import train as retrain
 
 
 class PlantedCode:
@@ -179,3 +182,97 @@ def test_failed_save_leaves_no_partial_folder_and_keeps_the_previous_one(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["epoch-0000"]
     path, _ = latest_checkpoint(tmp_path, warn=pytest.fail)
     assert path.name == "epoch-0000"
+
+SEARCH_LIKE = {"strategy": dict, "history": [{"epoch": int, "metrics": dict}]}
+"""The fields a caller (here shaped like the search's) needs in state.json beyond epoch and RNG."""
+
+
+def forge_state(path, change) -> dict:
+    """Rewrite ``path``'s state.json as ``change(state)`` (a dict, or raw text) and make the manifest agree."""
+    state = json.loads((path / "state.json").read_text())
+    new = change(copy.deepcopy(state))
+    (path / "state.json").write_text(new if isinstance(new, str) else json.dumps(new))
+    rewrite_manifest(path, "state.json")
+    return state
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda s: {}, "epoch: missing"),
+        (lambda s: [], "expected an object, got a list"),
+        (lambda s: "{", "not valid JSON (Expecting property name"),
+        (lambda s: "[" * 100_000 + "]" * 100_000, "not valid JSON (nested too deeply"),
+        (lambda s: {**s, "epoch": "3"}, "epoch: expected an integer, got a string"),
+        (lambda s: {**s, "epoch": -1}, "epoch: expected at least 0, got -1"),
+        (lambda s: {k: v for k, v in s.items() if k != "strategy"}, "strategy: missing"),
+        (lambda s: {**s, "history": 7}, "history: expected a list, got an integer"),
+        (lambda s: {**s, "history": [{"epoch": 0, "metrics": {}}, "junk"]}, "history[1]: expected an object, got a "
+                                                                            "string"),
+        (lambda s: {**s, "history": [{"epoch": 0}]}, "history[0].metrics: missing"),
+        (lambda s: {**s, "rng": "junk"}, "rng: expected an object, got a string"),
+        (lambda s: {**s, "rng": {**s["rng"], "numpy": [1, 2]}}, "rng.numpy: not a NumPy RNG state"),
+        (lambda s: {**s, "rng": {**s["rng"], "numpy": ["MT19937", ["x"] * 624, 0, 0, 0.0]}},
+         "rng.numpy: not a NumPy RNG state"),
+        (lambda s: {**s, "rng": {**s["rng"], "python": [3, [1, 2, 3], None]}}, "rng.python: not a Python RNG state"),
+    ],
+    ids=["empty", "list", "truncated", "deep", "epoch_str", "epoch_negative", "no_strategy", "history_int",
+         "history_entry", "history_field", "rng_str", "numpy_short", "numpy_junk", "python_short"],
+)
+def test_junk_state_json_with_a_matching_manifest_falls_back_naming_file_and_field(change, problem, tmp_path):
+    save(tmp_path, 0, strategy={}, history=[{"epoch": 0, "metrics": {}}])
+    newest = save(tmp_path, 1, strategy={}, history=[{"epoch": 0, "metrics": {}}, {"epoch": 1, "metrics": {}}])
+    forge_state(newest, change)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(newest, fields=SEARCH_LIKE)
+    assert str(info.value).startswith(f"{newest / 'state.json'}: {problem}"), info.value
+    warnings: list[str] = []
+    path, (_, _, state) = latest_checkpoint(tmp_path, warn=warnings.append, fields=SEARCH_LIKE)
+    assert path.name == "epoch-0000" and state["epoch"] == 0
+    assert warnings == [f"checkpoint epoch-0001 is unusable: {info.value}; falling back to the previous one"]
+
+
+@pytest.mark.parametrize(
+    ("optim", "problem"),
+    [
+        ({"optimizers": {}}, "rng: missing"),
+        ({"optimizers": [], "rng": {"torch": torch.get_rng_state()}}, "optimizers: expected a dict, got list"),
+        ({"optimizers": {}, "rng": {"torch": torch.zeros(3)}}, "rng.torch: not a torch RNG state"),
+    ],
+)
+def test_junk_optimizer_file_with_a_matching_manifest_is_an_error_naming_it(optim, problem, tmp_path):
+    path = save(tmp_path, 0)
+    torch.save(optim, path / "optim.pt")
+    rewrite_manifest(path, "optim.pt")
+    with pytest.raises(CheckpointError, match=re.escape(f"{path / 'optim.pt'}: {problem}")):
+        load_checkpoint(path)
+
+
+def test_search_resume_from_a_junk_state_json_falls_back_to_the_previous_checkpoint(tmp_path, tiny_config, capsys):
+    config = tiny_config(strategy={"epochs": 1}, eval_bn_batches=1)
+    original = search(config, output=tmp_path / "run")
+    newest, previous = list_checkpoints(original.run_dir / "checkpoints")[:2]
+    forge_state(newest, lambda s: {**s, "history": [1, 2]})
+    capsys.readouterr()
+    resumed = search(config, output=original.run_dir, resume=True)
+    out = capsys.readouterr().out
+    assert (f"checkpoint {newest.name} is unusable: {newest / 'state.json'}: history[0]: expected an object, got an "
+            "integer") in out
+    assert f"resuming from {previous}" in out
+    assert resumed.genotype == original.genotype, "the last epoch is redone exactly"
+    assert [h["alpha"] for h in resumed.history] == [h["alpha"] for h in original.history]
+
+
+def test_retrain_resume_from_a_junk_state_json_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
+    config = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
+              "model": {"channels": 4, "layers": 3}, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1,
+              "threads": 1}
+    original = retrain(config, output=tmp_path / "run", progress=False)
+    newest, previous = list_checkpoints(original.run_dir / "checkpoints")[:2]
+    forge_state(newest, lambda s: {**s, "best": None})
+    capsys.readouterr()
+    resumed = retrain(None, output=original.run_dir, resume=True, progress=False)
+    out = capsys.readouterr().out
+    assert f"checkpoint {newest.name} is unusable: {newest / 'state.json'}: best: expected an object, got null" in out
+    assert f"resuming from {previous}" in out
+    assert [row["test_top1"] for row in resumed.history] == [row["test_top1"] for row in original.history]

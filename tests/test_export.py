@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from cdarts.cli import eval as eval_cli
 from cdarts.cli import export as export_cli
-from cdarts.evaluate import evaluate_model, topk_correct
+from cdarts.errors import ConfigError
+from cdarts.evaluate import evaluate_model, resolve_device, topk_correct
 from cdarts.export import export
 from cdarts.genotypes import load_genotype
 from cdarts.retrain import read_trained, train
@@ -240,3 +241,51 @@ def test_eval_cli_bad_input_exits_2_with_one_line(args, message, run, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--output"])
+def test_export_to_a_symlink_writes_through_to_its_target_and_leaves_nothing_behind(flag, run, exported, tmp_path,
+                                                                                    capsys):
+    target = tmp_path / "real" / "model"
+    target.mkdir(parents=True)
+    (target / "stale.txt").write_text("an older export")
+    link = tmp_path / "links" / "model"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    assert export_cli.main([str(run.run_dir), flag, str(link), "--force"]) == 0
+    assert f"to {link}\n" in capsys.readouterr().out
+    assert link.is_symlink() and link.resolve() == target.resolve(), "the link is kept"
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert [p.name for p in link.parent.iterdir()] == ["model"], "no .model.old-<pid> or lock left beside the link"
+    assert [p.name for p in target.parent.iterdir()] == ["model"], "nor beside the target"
+    written = load_file(str(link / "model.safetensors"))
+    expected = load_file(str(exported.folder / "model.safetensors"))
+    assert written.keys() == expected.keys() and all(torch.equal(written[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "-1"], "--threads must be at least 1, got -1"),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--device", "bogus"], "--device 'bogus' is not a torch device; use cpu, cuda, cuda:N or mps"),
+        (["--device", "cuda"], "--device 'cuda': this machine has no CUDA device; use --device cpu"),
+        (["--device", "cuda:1"], "--device 'cuda:1': this machine has no CUDA device; use --device cpu"),
+    ],
+)
+def test_eval_cli_bad_threads_or_device_is_one_line(args, message, exported, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a machine with a GPU
+    threads = torch.get_num_threads()
+    with pytest.raises(SystemExit) as info:
+        eval_cli.main(["--model", f"local-dir:{exported.folder}", *args])
+    assert info.value.code == 2 and torch.get_num_threads() == threads
+    assert capsys.readouterr().err == f"cdarts-eval: error: {message}\n"
+
+
+def test_eval_device_beyond_the_gpus_there_are_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ConfigError) as info:
+        resolve_device("cuda:2")
+    assert str(info.value) == "--device 'cuda:2': this machine has 2 CUDA device(s), cuda:0 to cuda:1"

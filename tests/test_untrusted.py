@@ -9,6 +9,7 @@ import io
 import json
 import pickle
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from cdarts.cli import search as search_cli
 from cdarts.cli import train as train_cli
 from cdarts.config import _Loader
 from cdarts.engine import search
+from cdarts.export import export
 from cdarts.retrain import train
 
 PACKAGE = Path(cdarts.__file__).parent
@@ -246,3 +248,106 @@ def test_retrain_resume_with_a_planted_code_running_config_is_one_line(retrained
     err = capsys.readouterr().err
     assert err.startswith(f"cdarts-train: error: {config}:") and "could not determine a constructor" in err
     assert err.count("\n") == 1 and not marker.exists()
+
+
+# --------------------------------------------------------------------------- what a file may name: no network
+
+
+@pytest.fixture
+def offline(monkeypatch) -> list[str]:
+    """HF_HUB_OFFLINE=1, and every way timm reaches the network (Hub configs and weights, URLs, any socket) recorded
+    and refused: the list of attempts must stay empty."""
+    import timm.models._builder as builder
+    import timm.models._factory as factory
+    import timm.models._hub as hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    attempts: list[str] = []
+
+    def refuse(name: str):
+        def call(*args, **kwargs):
+            attempts.append(name)
+            raise ConnectionRefusedError(f"test: no network ({name})")
+        return call
+
+    for module, name in [(factory, "load_model_config_from_hf"), (builder, "load_state_dict_from_url"),
+                         (builder, "download_cached_file"), (builder, "load_state_dict_from_hf"),
+                         (hub, "hf_hub_download"), (hub, "download_cached_file")]:
+        monkeypatch.setattr(module, name, refuse(f"{module.__name__}.{name}"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    return attempts
+
+
+@pytest.fixture(scope="module")
+def exported(retrained, tmp_path_factory) -> Path:
+    return export(retrained, tmp_path_factory.mktemp("export") / "model").folder
+
+
+ARCHITECTURES = ["hf-hub:attacker/evil", "resnet18", "local-dir:/tmp", ["cdarts_cifar"]]
+NOT_CDARTS = "is not a cdarts model; available: cdarts_cifar, cdarts_imagenet"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES[:3])  # a non-string is refused by the state.json check
+@pytest.mark.parametrize("tool", list(TOOLS))
+def test_a_checkpoint_naming_another_model_is_refused_before_any_network_access(tool, architecture, retrained,
+                                                                                 tmp_path, capsys, offline):
+    path = tmp_path / "epoch-0000"
+    shutil.copytree(retrained / "checkpoints" / "epoch-0000", path)
+    state = json.loads((path / "state.json").read_text())
+    state["retrain"]["architecture"] = architecture
+    (path / "state.json").write_text(json.dumps(state))
+    forge_manifest(path, "state.json")
+    err = refusal(tool, path, tmp_path, capsys)
+    assert f"{path / 'state.json'}: retrain.architecture {architecture!r} {NOT_CDARTS}" in err
+    assert offline == []
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=str)
+@pytest.mark.parametrize("tool", ["export", "eval"])  # train --init takes the weights alone, whatever they name
+def test_a_weights_file_naming_another_model_is_refused_before_any_network_access(tool, architecture, tmp_path,
+                                                                                  capsys, offline):
+    path = tmp_path / "weights.pt"
+    torch.save({"architecture": architecture, "model_args": {}, "state_dict": {"w": torch.zeros(1)}}, path)
+    assert f"{path}: architecture {architecture!r} {NOT_CDARTS}" in refusal(tool, path, tmp_path, capsys)
+    assert offline == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        *[(lambda c, a=a: {**c, "architecture": a}, f"architecture {a!r} {NOT_CDARTS}") for a in ARCHITECTURES],
+        (lambda c: {**c, "model_args": {**c["model_args"], "custom_load": True}},
+         "model_args: unknown 'custom_load'; valid: genotype, num_classes, in_chans, channels, layers"),
+        (lambda c: {**c, "model_args": {**c["model_args"], "pretrained_cfg": {"hf_hub_id": "attacker/evil"}}},
+         "model_args: unknown 'pretrained_cfg'; valid: genotype"),
+        (lambda c: {**c, "pretrained_cfg": {**c["pretrained_cfg"], "hf_hub_id": "attacker/evil"}},
+         "pretrained_cfg names a remote source (hf_hub_id)"),
+        (lambda c: {**c, "pretrained_cfg": {**c["pretrained_cfg"], "url": "https://example.com/w.pth"}},
+         "pretrained_cfg names a remote source (url)"),
+    ],
+    ids=[*map(str, ARCHITECTURES), "custom_load", "model_args_hub", "hf_hub_id", "url"],
+)
+def test_an_export_naming_another_model_or_a_remote_source_is_refused_before_any_network_access(
+        change, problem, exported, tmp_path, capsys, offline):
+    folder = tmp_path / "export"
+    shutil.copytree(exported, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(change(config)))
+    err = refusal("eval", folder, tmp_path, capsys)
+    assert err.startswith(f"cdarts-eval: error: {folder / 'config.json'}: {problem}"), err
+    assert offline == []
+
+
+@pytest.mark.parametrize("cut", ["header", "tail"])
+@pytest.mark.parametrize("tool", list(TOOLS))
+def test_a_truncated_export_weights_file_is_one_line_naming_it(tool, cut, exported, tmp_path, capsys):
+    """What an interrupted copy leaves: safetensors' "incomplete metadata" or "invalid header length"."""
+    folder = tmp_path / "export"
+    shutil.copytree(exported, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:100] if cut == "header" else data[:-100])
+    err = refusal(tool, folder if tool == "eval" else weights, tmp_path, capsys)
+    assert err.startswith(f"cdarts-{tool}: error: {weights}: "), err
+    if tool != "export":  # export names it as a bare weights file, which says nothing of the network it holds
+        assert "not a readable safetensors file" in err

@@ -9,7 +9,8 @@ from cdarts.cli.common import report_user_errors
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cdarts-export", description="Export a retrained network for timm.")
     p.add_argument("source", help="retrain run folder (its best checkpoint), checkpoint folder or weights-only .pt")
-    p.add_argument("--out", required=True, help="folder to write model.safetensors, config.json and README.md to")
+    p.add_argument("--out", "--output", dest="out", required=True,
+                   help="folder to write model.safetensors, config.json and README.md to (a symlink: to its target)")
     p.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
     p.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out folder")
     return p
