@@ -345,9 +345,8 @@ class _Validator:
             filled[name] = self.value(value, hints.get(name, Any), sub)
         return filled
 
-    def value(self, value: Any, annotation: Any, path: str, or_null: bool = False) -> Any:
-        """Check ``value`` against a type hint; return it normalised (ints as floats, tuples as lists). ``or_null``:
-        the hint is an option of a union with None, which a range's message mentions."""
+    def value(self, value: Any, annotation: Any, path: str) -> Any:
+        """Check ``value`` against a type hint; return it normalised (ints as floats, tuples as lists)."""
         if annotation is Any or annotation is inspect.Parameter.empty:
             return value
         origin = typing.get_origin(annotation)
@@ -362,7 +361,7 @@ class _Validator:
                     return value
                 return self.arguments(marker.schema, value, path, f"section {path!r}")
             if isinstance(marker, Range):
-                return self.number(value, args[0], marker, path, or_null)
+                return self.number(value, args[0], marker, path)
             if isinstance(marker, NameOf) and isinstance(value, str) and not registry(marker.kind).has(value):
                 reg = registry(marker.kind)
                 self.fail(path, unknown_name_message(reg.singular, value, reg.names()))
@@ -376,7 +375,7 @@ class _Validator:
                     return result
             fitting = [a for a in args if value is not None and _fits(value, a)]
             if len(fitting) == 1:
-                return self.value(value, fitting[0], path, or_null=type(None) in args)
+                return self.value(value, fitting[0], path)
             self.fail(path, f"expected {_type_name(annotation)}, got {_describe(value)}")
             return value
         if annotation is type(None):
@@ -413,7 +412,7 @@ class _Validator:
         item_type = args[0] if args else Any
         return [self.value(v, item_type, _join(path, i)) for i, v in enumerate(value)]
 
-    def number(self, value: Any, annotation: Any, bounds: Range, path: str, or_null: bool) -> Any:
+    def number(self, value: Any, annotation: Any, bounds: Range, path: str) -> Any:
         """A number of type ``annotation`` that is finite and within ``bounds``."""
         trial = _Validator()
         result = trial.scalar(value, annotation, path)
@@ -423,7 +422,7 @@ class _Validator:
             return value
         if nonfinite or value not in bounds:
             expected = f"a finite number {bounds}".rstrip() if nonfinite else str(bounds)
-            self.fail(path, f"expected {expected}{' (or null)' if or_null else ''}, got {shown(value)}")
+            self.fail(path, f"expected {expected}, got {shown(value)}")
         return result
 
     def scalar(self, value: Any, annotation: Any, path: str) -> Any:
