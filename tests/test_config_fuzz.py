@@ -361,7 +361,7 @@ def test_boundary_values_of_every_numeric_parameter():
             validates_as_declared(p, value)
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=200)
 @given(data=st.data())
 def test_random_values_of_every_numeric_parameter(data):
     p = data.draw(st.sampled_from(NUMERIC))
