@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cdarts.cli import main as main_cli
 from cdarts.config import load_config
 from cdarts.engine import search_config
 from cdarts.nasbench import synthetic_accuracies
+from cdarts.runs import FolderLock
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "nb201-demo.yaml"
@@ -51,7 +53,8 @@ def study(tmp_path_factory, table):
 def test_nb201_configs_load_with_the_papers_settings():
     paper = load_config(ROOT / "configs" / "nb201-cifar10.yaml", search_config)
     assert paper["space"] == {"type": "nas-bench-201", "channels": 16, "cells_per_stage": 5,
-                              "primitives": ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]}
+                              "primitives": ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
+                              "stage_taps": "after_reduction"}
     assert (paper["strategy"]["epochs"], paper["strategy"]["pretrain_epochs"]) == (50, 0)
     assert paper["strategy"]["regularizer"] is None and paper["discretizer"]["type"] == "argmax"
     assert paper["batch_size"] == 64 and paper["benchmark"] is None
@@ -155,3 +158,56 @@ def test_correlation_command_errors(study, tmp_path, table, capsys):
     assert code == 2 and "unknown benchmark metric 'acc'; available: valid_acc, test_acc" in err
     code, _, err = exit_code(analyze.main, ["correlation", str(tmp_path / "nope")], capsys)
     assert code == 2 and "run folder" in err and "does not exist" in err
+
+
+def test_a_study_on_a_folder_another_study_writes_to_is_refused(tmp_path, capsys):
+    output = tmp_path / "study"
+    with FolderLock(output):
+        code, _, err = exit_code(seeds.main, ["--config", str(DEMO), "--seeds", "0", "--output", str(output), *FAST],
+                                 capsys)
+    assert code == 2
+    assert err.startswith(f"cdarts-seeds: error: output folder '{output}' is in use by another run (pid {os.getpid()}")
+    assert not output.exists()
+
+
+DARTS_DEMO = ROOT / "configs" / "demo.yaml"
+TINY = ["--set", "strategy.epochs=1", "--set", "strategy.pretrain_epochs=0", "--set", "max_steps_per_epoch=2",
+        "--set", "plots=false", "--set", "space.channels=2"]
+
+
+def test_variants_study_reports_one_row_per_label(tmp_path, capsys):
+    output = tmp_path / "ablation"
+    code, out, err = exit_code(seeds.main, [
+        "--config", str(DARTS_DEMO), "--seeds", "0", "--output", str(output), *TINY,
+        "--variant", "darts+reg:strategy.type=darts,strategy.reg_weight=5", "--sweep", "space.eval_layers=4"], capsys)
+    assert code == 0, err
+    assert {p.name for p in output.iterdir()} == {"darts+reg", "eval_layers=4", "report.md", "report.csv", "runs.csv",
+                                                   "curves.png"}
+    darts = load_config(output / "darts+reg" / "seed-0" / "config.yaml", search_config)
+    deep = load_config(output / "eval_layers=4" / "seed-0" / "config.yaml", search_config)
+    assert (darts["strategy"]["type"], darts["strategy"]["reg_weight"], darts["strategy"]["epochs"]) == ("darts", 5, 1)
+    assert (deep["strategy"]["type"], deep["space"]["eval_layers"], deep["space"]["channels"]) == ("cdarts", 4, 2)
+    with open(output / "report.csv", newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert [(r["variant"], r["runs"], r["overrides"]) for r in summary] == [
+        ("darts+reg", "1", "strategy.type=darts; strategy.reg_weight=5"), ("eval_layers=4", "1", "space.eval_layers=4")]
+    assert summary[0]["e_test_acc_mean"] == "nan" and 0 <= float(summary[1]["e_test_acc_mean"]) <= 100
+    header = "| variant | runs | e_val_acc | e_test_acc | s_val_acc | s_test_acc | overrides |"
+    assert header in (output / "report.md").read_text().splitlines() and header in out.splitlines()
+    assert "# demo: darts+reg, eval_layers=4, 1 seed" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--variant", "darts"], "--variant 'darts': expected LABEL:KEY=VALUE[,KEY=VALUE...], "
+                             "e.g. darts+reg:strategy.type=darts,strategy.reg_weight=5"),
+    (["--variant", "x:strategy.reg_wieght=1"], "--variant 'x': strategy.reg_wieght: unknown key for strategy "
+                                               "'cdarts'; valid keys: "),
+    (["--variant", "a:strategy.epochs=1", "--sweep", "strategy.epochs=1,2", "--variant", "a:strategy.epochs=2"],
+     "variant labels must not repeat: 'a' given twice; labels: a, a, epochs=1, epochs=2"),
+    (["--variants", "nope.yaml"], "nope.yaml: config file does not exist"),
+])
+def test_bad_variants_are_one_line_errors_before_any_folder(tmp_path, capsys, argv, message):
+    output = tmp_path / "study"
+    code, _, err = exit_code(seeds.main, ["--config", str(DARTS_DEMO), "--output", str(output), *argv], capsys)
+    assert code == 2 and err.startswith(f"cdarts-seeds: error: {message}") and err.count("\n") == 1
+    assert not output.exists()

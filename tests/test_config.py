@@ -73,7 +73,7 @@ def problems(config, schema=root) -> list[str]:
 
 SPACE_KEYS = (
     "channels, layers, eval_layers, nodes, stem, stem_multiplier, primitives, skip_zero, share_inputs, batch_edges, "
-    "channels_last, checkpoint_cells, compile_mode"
+    "channels_last, checkpoint_cells, compile_mode, stage_taps"
 )
 
 
@@ -96,6 +96,7 @@ def test_defaults_are_filled_for_a_component():
         "channels_last": True,
         "checkpoint_cells": False,
         "compile_mode": "none",
+        "stage_taps": "after_reduction",
     }
 
 

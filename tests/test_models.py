@@ -87,7 +87,7 @@ def test_forward_stages_returns_aux_logits_only_in_training():
     model.train()
     out = model.forward_stages(x)
     assert out.aux_logits.shape == (2, 5)
-    assert [s.shape[-1] for s in out.stages] == [32, 16, 8]
+    assert [s.shape[-1] for s in out.stages] == [16, 8, 8], "after each reduction cell, then the last cell"
     model.eval()
     assert model.forward_stages(x).aux_logits is None
     assert model(x).shape == (2, 5)

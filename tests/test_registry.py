@@ -176,7 +176,7 @@ def test_entry_point_op_is_usable_by_name_from_yaml(tmp_path):
         "primitives": ["none", "skip_connect", "wide_skip"],
         "factory_module": "myops",
         "logits": [2, 10],
-        "stages": [[2, 16, 8, 8], [2, 32, 4, 4], [2, 64, 2, 2]],
+        "stages": [[2, 32, 4, 4], [2, 64, 2, 2], [2, 64, 2, 2]],
     }
 
 
