@@ -37,7 +37,7 @@ from cdarts.genotypes import DartsGenotype, Genotype
 from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
-from cdarts.runs import make_accelerator, shared_run_dir
+from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
 from cdarts.strategies.base import SearchContext, alpha_weights
 from cdarts.strategies.loop import Runtime
 
@@ -99,6 +99,7 @@ class SearchResult:
     history: list[dict[str, Any]]
 
 
+@guarded_run
 def search(
     config: str | Path | dict,
     overrides: Sequence[str] = (),
@@ -114,6 +115,8 @@ def search(
     main = accelerator.is_main_process
     log = accelerator.print
     run_dir = shared_run_dir(accelerator, output, name, resume)
+    if resume and (run_dir / "config.yaml").is_file():
+        check_resume_config(load_config(run_dir / "config.yaml", search_config), cfg, run_dir / "config.yaml")
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
@@ -121,14 +124,14 @@ def search(
 
     ctx, strategy = setup_search(cfg, accelerator, benchmark)
     space, runtime = ctx.space, ctx.runtime
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if main:  # the lock is the main process's: the others write nothing of the run folder
+        claim_run_dir(run_dir, resume, warn=log)
 
     history: list[dict[str, Any]] = []
     start = 0
     checkpoints = run_dir / "checkpoints"
     if resume:
-        found = latest_checkpoint(checkpoints, warn=log, fields=SEARCH_STATE)
+        found = latest_checkpoint(checkpoints, warn=log, move_aside=main, fields=SEARCH_STATE)
         if found is not None:
             path, (tensors, optim, state) = found
             strategy.restore(state["strategy"])

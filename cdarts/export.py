@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from cdarts.genotypes import genotype_from_json
-from cdarts.io import fsync_dir
+from cdarts.io import file_mode, fsync_dir
 from cdarts.retrain import TrainedModel, read_trained
+from cdarts.runs import FolderLock
 from cdarts.stats import count_macs, inference_parameters
 
 WEIGHTS = "model.safetensors"
@@ -142,10 +143,7 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
 
     out = Path(out)
     target = Path(os.path.realpath(out))
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out '{out}' exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"--out folder '{out}' is not empty; pass --force to replace its contents")
+    _check_out(out, force)
     trained = read_trained(source)
     model = trained.build(ema)
     input_size = tuple(trained.data.get("input_size") or model.pretrained_cfg["input_size"])
@@ -154,17 +152,18 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
     params, macs = inference_parameters(model), count_macs(model, input_size)
     config = timm_config(trained, model, pool_size, ema)
     target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out).acquire()  # one writer: another export to ``out`` is refused until this one is done
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        _check_out(out, force)  # again under the lock: an export that just ended may have filled ``out``
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / README).write_text(model_card(config, params, macs, str(out)))
-        umask = os.umask(0)
-        os.umask(umask)
+        mode = file_mode()
         for name in (WEIGHTS, CONFIG, README):
-            os.chmod(tmp / name, 0o666 & ~umask)
+            os.chmod(tmp / name, mode)
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(tmp)
@@ -177,4 +176,13 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     return ExportResult(out, params, macs, config)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out '{out}' exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"--out folder '{out}' is not empty; pass --force to replace its contents")

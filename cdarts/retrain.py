@@ -63,7 +63,7 @@ from cdarts.errors import FileError, UserInputError
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, first_line, fsync_dir
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets, shown
-from cdarts.runs import make_accelerator, shared_run_dir
+from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run_dir
 from cdarts.spaces.darts import Depth
 from cdarts.stats import inference_parameters
 
@@ -528,6 +528,7 @@ def _fmt(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
+@guarded_run
 def train(
     config: str | Path | Mapping[str, Any] | None,
     overrides: Sequence[str] = (),
@@ -576,7 +577,7 @@ def train(
         weights = read_trained(source).weights if source.is_dir() else load_weights(source)
         load_into(net, weights, source, strict_aux=False)
     if main:  # only once every input has been read: a refused --init leaves no run folder behind
-        run_dir.mkdir(parents=True, exist_ok=True)
+        claim_run_dir(run_dir, resume, warn=log)
     mcfg, acfg = cfg["model"], cfg["augment"]
     world, rank = accelerator.num_processes, accelerator.process_index
     eval_batch = cfg["eval_batch_size"] or 2 * cfg["batch_size"]
@@ -614,9 +615,10 @@ def train(
 
     history: list[dict[str, Any]] = []
     step, start, best = 0, 0, {"epoch": None, "val_top1": None}
+    last_steps: list[dict[str, Any]] = []  # steps.csv's rows of the checkpoint's epoch, which it may lack
     checkpoints = run_dir / "checkpoints"
     if resume:
-        found = latest_checkpoint(checkpoints, warn=log, fields=RETRAIN_STATE)
+        found = latest_checkpoint(checkpoints, warn=log, move_aside=main, fields=RETRAIN_STATE)
         if found is not None:
             path, (tensors, optim, state) = found
             if state.get("config_hash") != config_hash(cfg):
@@ -627,6 +629,7 @@ def train(
                 scaler.load_state_dict(state["scaler"])
             set_rng_state(optim["rng"], state["rng"])
             history, step, best, start = state["history"], state["step"], state["best"], state["epoch"] + 1
+            last_steps = state.get("epoch_steps", [])
             if main:
                 reconcile_best(run_dir, best["epoch"], state["epoch"])
             log(f"resuming from {path} (epoch {start + 1} of {cfg['epochs']}, step {step})")
@@ -636,7 +639,7 @@ def train(
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(run_dir / "genotype.json", mcfg["genotype"])
         atomic_write_text(run_dir / "metrics.csv", csv_text(history) if history else "")
-        steps_log = [r for r in read_csv(run_dir / "steps.csv") if int(r["step"]) <= step] if resume else []
+        steps_log = read_csv(run_dir / "steps.csv")[: step - len(last_steps)] + last_steps if resume else []
         atomic_write_text(run_dir / "steps.csv", csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
         params = inference_parameters(net)
         log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
@@ -720,20 +723,20 @@ def train(
         if improved:
             best = {"epoch": epoch, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
                     "test_top5": row["test_top5"]}
-        if main:
-            atomic_write_text(run_dir / "metrics.csv", csv_text(history))
-            try:
-                with open(run_dir / "steps.csv", "a", newline="") as handle:
-                    csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(
-                        {**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows)
-            except OSError as exc:
-                raise WriteError(run_dir / "steps.csv", exc) from exc
+        if main:  # the checkpoint first: after a failed one the logs hold no epoch that does not exist
+            logged = [{**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows]
             state = {"step": step, "best": best, "history": history, "config_hash": config_hash(cfg),
-                     "retrain": {**info, "metrics": row}}
+                     "retrain": {**info, "metrics": row}, "epoch_steps": logged}
             if scaler is not None:
                 state["scaler"] = scaler.state_dict()
             saved = save_checkpoint(checkpoints, epoch, modules, {"model": optimizer}, state,
                                     keep=cfg["keep_checkpoints"])
+            atomic_write_text(run_dir / "metrics.csv", csv_text(history))
+            try:
+                with open(run_dir / "steps.csv", "a", newline="") as handle:
+                    csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(logged)
+            except OSError as exc:
+                raise WriteError(run_dir / "steps.csv", exc) from exc
             if improved:
                 publish_best(run_dir, saved)
             log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss {row['train_loss']:.3f} "

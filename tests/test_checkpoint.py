@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from cdarts.checkpoint import (
+    FILES,
     CheckpointError,
     _sha256,
     latest_checkpoint,
@@ -22,6 +25,7 @@ from cdarts.checkpoint import (
     set_rng_state,
 )
 from cdarts.engine import search
+from cdarts.io import atomic_write_text
 from cdarts.retrain import train as retrain
 
 
@@ -182,6 +186,48 @@ def test_failed_save_leaves_no_partial_folder_and_keeps_the_previous_one(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["epoch-0000"]
     path, _ = latest_checkpoint(tmp_path, warn=pytest.fail)
     assert path.name == "epoch-0000"
+
+
+def test_a_resume_moves_unusable_checkpoints_aside_so_pruning_keeps_its_new_ones(tmp_path):
+    """epoch-0002 and epoch-0003 corrupt: the resume starts from scratch and its epoch-0000/0001 are kept."""
+    for epoch in (2, 3):
+        (save(tmp_path, epoch) / "tensors.safetensors").write_bytes(b"corrupt")
+    warnings: list[str] = []
+    assert latest_checkpoint(tmp_path, warn=warnings.append, move_aside=True) is None
+    aside = tmp_path / "corrupt"
+    for warning, name in zip(warnings, ["epoch-0003", "epoch-0002"], strict=True):
+        assert warning.startswith(f"checkpoint {name} is unusable: {tmp_path / name / 'tensors.safetensors'}: size")
+        assert warning.endswith(f"; moved to {aside / name}; falling back to the previous one")
+    assert sorted(p.name for p in aside.iterdir()) == ["epoch-0002", "epoch-0003"]
+    save(tmp_path, 0)
+    save(tmp_path, 1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch-0001", "epoch-0000"]
+    assert latest_checkpoint(tmp_path, warn=pytest.fail)[0].name == "epoch-0001"
+    (save(tmp_path, 3) / "tensors.safetensors").write_bytes(b"corrupt again")
+    latest_checkpoint(tmp_path, warn=warnings.append, move_aside=True)
+    assert sorted(p.name for p in aside.iterdir()) == ["epoch-0002", "epoch-0003", "epoch-0003.1"]
+
+
+def test_pruning_never_removes_the_checkpoint_just_written(tmp_path):
+    """A higher-numbered checkpoint left in place (read-only fallback) is not counted among those kept."""
+    (save(tmp_path, 5) / "tensors.safetensors").write_bytes(b"corrupt")
+    save(tmp_path, 0, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch-0005", "epoch-0000"]
+    save(tmp_path, 1, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch-0005", "epoch-0001"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_checkpoint_files_get_the_mode_the_umask_gives_every_other_output(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = save(tmp_path, 0)
+        atomic_write_text(tmp_path / "metrics.csv", "epoch\n0\n")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [*path.iterdir(), tmp_path / "metrics.csv"]}
+    assert modes == dict.fromkeys([*FILES, "manifest.json", "metrics.csv"], 0o666 & ~umask)
+
 
 SEARCH_LIKE = {"strategy": dict, "history": [{"epoch": int, "metrics": dict}]}
 """The fields a caller (here shaped like the search's) needs in state.json beyond epoch and RNG."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from cdarts.cli.search import main
+from cdarts.runs import RESUMABLE_KEYS, FolderLock
 
 EPOCHS = 4  # 1 pretraining + 3 search epochs: killed after epoch 1's checkpoint, at least two epochs are left
 BAD_CONFIGS = {
@@ -176,3 +178,69 @@ def test_accelerate_launch_forms_run_the_same_search(tmp_path, tiny_config, cli_
         assert result.stdout.count("final genotype:") == 1
         genotypes[name] = json.loads((tmp_path / name / "genotype.json").read_text())
     assert genotypes["module"] == genotypes["plain"] == genotypes["no_python"]
+
+
+def quick(tiny_config, **changes) -> dict:
+    """One DARTS epoch of one batch: the cheapest search that writes a whole run folder."""
+    return tiny_config(strategy={"type": "darts", "epochs": 1}, max_steps_per_epoch=1, eval_bn_batches=0, **changes)
+
+
+def test_resume_with_another_config_is_refused_naming_the_keys_unless_they_are_safe_to_change(tmp_path, tiny_config,
+                                                                                            capsys):
+    config, run = write_config(tmp_path / "tiny.yaml", quick(tiny_config)), tmp_path / "run"
+    assert main(["--config", str(config), "--output", str(run)]) == 0
+    saved = files_of(run)
+    resume = ["--config", str(config), "--output", str(run), "--resume"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*resume, "--set", "seed=7", "--set", "strategy.epochs=2", "--set", "batch_size=16"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"cdarts-search: error: the config differs from the run's {run / 'config.yaml'} at seed (0 in the run, 7 now), "
+        "batch_size (32 in the run, 16 now); --resume may only change "
+        f"{', '.join(RESUMABLE_KEYS)}: resume with the run's own config or start a new --output\n")
+    assert files_of(run) == saved, "a refused resume leaves the run as it was"
+
+    leftover = run / ".metrics.csv.0badc0de.tmp"  # what a kill during a log write leaves
+    leftover.write_text("epoch,phase\n")
+    assert main([*resume, "--set", "strategy.epochs=2", "--set", "keep_checkpoints=3", "--set", "threads=2"]) == 0
+    assert f"removed {leftover}, left by a write that was interrupted" in capsys.readouterr().out
+    assert not leftover.exists()
+    filled = yaml.safe_load((run / "config.yaml").read_text())
+    assert (filled["strategy"]["epochs"], filled["keep_checkpoints"], filled["threads"], filled["seed"]) == (2, 3, 2, 0)
+    with open(run / "metrics.csv", newline="") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+
+
+def test_a_search_on_an_output_another_run_writes_to_is_refused(tmp_path, tiny_config, capsys):
+    config, run = write_config(tmp_path / "tiny.yaml", quick(tiny_config)), tmp_path / "run"
+    for extra in ([], ["--resume"]):
+        with FolderLock(run), pytest.raises(SystemExit) as info:
+            main(["--config", str(config), "--output", str(run), *extra])
+        assert info.value.code == 2
+        assert capsys.readouterr().err.startswith(
+            f"cdarts-search: error: output folder '{run}' is in use by another run (pid {os.getpid()} on host ")
+    assert not run.exists()
+
+
+def test_a_search_stopped_by_bad_data_in_its_first_epoch_leaves_no_run_folder(tmp_path, tiny_config, capsys):
+    from PIL import Image
+
+    for split, count in (("train", 8), ("test", 2)):
+        for label, name in enumerate(("cat", "dog")):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (100 * label, 20 * i, 50)).save(tmp_path / "data" / split / name / f"{i}.png")
+    garbage = tmp_path / "data" / "test" / "cat" / "garbage.png"  # the test split is read whole after epoch 0
+    garbage.write_bytes(b"GIF89a and then nothing")
+    data = {"type": "imagefolder", "root": str(tmp_path / "data"), "image_size": 8, "augment": False}
+    config, run = write_config(tmp_path / "c.yaml", quick(tiny_config, data=data, batch_size=4)), tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), "--output", str(run)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err  # after the progress bar
+    assert err[err.index("cdarts-search: error: "):].startswith(f"cdarts-search: error: {garbage}: cannot read image (")
+    assert not run.exists()
+    garbage.unlink()
+    assert main(["--config", str(config), "--output", str(run)]) == 0, "the same command runs once the data is fixed"
+    assert (run / "genotype.json").is_file()

@@ -519,3 +519,20 @@ def test_a_retrain_whose_loss_goes_nonfinite_stops_with_one_line_and_writes_no_c
     assert lines[-1].startswith("cdarts-train: error: the training loss became ") and "lower optimizer.lr" in lines[-1]
     assert "Traceback" not in err
     assert not list((tmp_path / "run" / "checkpoints").glob("epoch-*"))
+
+
+def test_a_resume_past_corrupt_checkpoints_keeps_its_new_ones(tmp_path, tiny_config, capsys):
+    """The newest checkpoints (epoch-0001/0002) are corrupt: the resume starts from scratch, moves them to
+    ``checkpoints/corrupt/``, and pruning keeps its own epoch-0000 instead of the corrupt, higher-numbered ones."""
+    run = tmp_path / "run"
+    for name in ("epoch-0001", "epoch-0002"):
+        (run / "checkpoints" / name).mkdir(parents=True)
+        (run / "checkpoints" / name / "manifest.json").write_text("{truncated")
+    config = tiny_config(strategy={"type": "darts", "epochs": 1}, max_steps_per_epoch=1, keep_checkpoints=2)
+    search(config, output=run, resume=True)
+    out = capsys.readouterr().out
+    for name in ("epoch-0002", "epoch-0001"):
+        assert f"checkpoint {name} is unusable: " in out and f"moved to {run / 'checkpoints' / 'corrupt' / name}" in out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["corrupt", "epoch-0000"]
+    assert sorted(p.name for p in (run / "checkpoints" / "corrupt").iterdir()) == ["epoch-0001", "epoch-0002"]
+    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0000"

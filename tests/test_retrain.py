@@ -1,5 +1,6 @@
 """Retraining: config schema, the training loop's run folder, held-out splits, resume after SIGKILL, safe --init."""
 import csv
+import errno
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ from safetensors.torch import load_file
 from cdarts.cli import train as train_cli
 from cdarts.config import ConfigError
 from cdarts.genotypes import load_genotype
+from cdarts.io import WriteError
 from cdarts.retrain import build_data, load_retrain_config, read_trained, train
+from cdarts.runs import FolderLock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -330,3 +333,62 @@ def test_two_processes_retrain_a_train_split_that_shards_unevenly_and_count_each
     alone = evaluate_model(str(tmp_path / "run"), split="test", device="cpu")
     assert alone["images"] == 359
     assert float(row["test_top1"]) == pytest.approx(alone["top1"], abs=1e-3), "each test image counted once"
+
+
+def test_logs_are_written_after_the_checkpoint_and_a_resume_completes_them(run, tmp_path, monkeypatch):
+    """A failed checkpoint write leaves logs without its epoch; the resume rewrites them to the uninterrupted run's."""
+    import cdarts.retrain
+
+    original = cdarts.retrain.save_checkpoint
+
+    def disk_full_at_epoch_1(folder, epoch, *args, **kwargs):
+        if epoch == 1:
+            raise WriteError(folder / "epoch-0001", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return original(folder, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(cdarts.retrain, "save_checkpoint", disk_full_at_epoch_1)
+    output = tmp_path / "run"
+    with pytest.raises(WriteError, match="disk full while writing"):
+        train(tiny(), output=output, progress=False)
+    assert [int(r["epoch"]) for r in read_rows(output / "metrics.csv")] == [0]
+    assert [int(s["step"]) for s in read_rows(output / "steps.csv")] == [1, 2, 3]
+
+    monkeypatch.undo()
+    leftover = output / ".metrics.csv.5eed0bad.tmp"  # what a kill during a log write leaves
+    leftover.write_text("epoch\n")
+    train(None, output=output, resume=True, progress=False)
+    assert not leftover.exists()
+    assert read_rows(output / "steps.csv") == read_rows(run.run_dir / "steps.csv")
+    untimed = [{k: v for k, v in r.items() if k != "time_s"} for r in read_rows(output / "metrics.csv")]
+    assert untimed == [{k: v for k, v in r.items() if k != "time_s"} for r in read_rows(run.run_dir / "metrics.csv")]
+
+
+def test_a_retrain_stopped_by_bad_data_in_its_first_epoch_leaves_no_run_folder(image_folder, tmp_path, capsys):
+    garbage = image_folder / "val" / "a" / "garbage.png"  # the test split, read whole after each epoch
+    garbage.write_bytes(b"GIF89a and then nothing")
+    cfg = tiny(data={"type": "imagefolder", "root": str(image_folder), "image_size": 16}, val_fraction=0.0,
+               batch_size=4, epochs=1, max_steps_per_epoch=1)
+    argv = ["--config", str(write_config(tmp_path / "c.yaml", cfg)), "--output", str(tmp_path / "run"), "--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        train_cli.main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"cdarts-train: error: {garbage}: cannot read image (")
+    assert not (tmp_path / "run").exists()
+    garbage.unlink()
+    assert train_cli.main(argv) == 0, "the same command runs once the data is fixed"
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_a_retrain_or_export_to_an_output_another_run_writes_to_is_refused(run, tmp_path, capsys):
+    from cdarts.cli import export as export_cli
+
+    config, output = write_config(tmp_path / "c.yaml", tiny()), tmp_path / "out"
+    for main, argv in ((train_cli.main, ["--config", str(config), "--output", str(output)]),
+                       (export_cli.main, [str(run.run_dir), "--out", str(output)])):
+        with FolderLock(output), pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        program = "cdarts-train" if main is train_cli.main else "cdarts-export"
+        assert capsys.readouterr().err.startswith(
+            f"{program}: error: output folder '{output}' is in use by another run (pid {os.getpid()} on host ")
+        assert not output.exists()

@@ -47,13 +47,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from cdarts.reports import markdown_report, plan_study, run_study, write_report
+    from cdarts.runs import FolderLock
 
     output = Path(args.output or Path("runs") / f"{Path(args.config).stem}-seeds")
     plans = plan_study(args.config, args.seeds, output, args.strategies, args.overrides)
-    runs = run_study(plans)
-    labels = ", ".join(dict.fromkeys(run.label for run in runs))
-    title = f"{Path(args.config).stem}: {labels}, {len(args.seeds)} seed{'s' * (len(args.seeds) > 1)}"
-    paths = write_report(runs, output, title)
+    with FolderLock(output):  # one study at a time in the folder; each search also locks its own seed folder
+        runs = run_study(plans)
+        labels = ", ".join(dict.fromkeys(run.label for run in runs))
+        title = f"{Path(args.config).stem}: {labels}, {len(args.seeds)} seed{'s' * (len(args.seeds) > 1)}"
+        paths = write_report(runs, output, title)
     print("\n" + markdown_report(runs, title).split("\n## Runs")[0].rstrip())
     print("\n" + "\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
