@@ -1,8 +1,10 @@
-"""``cdarts-seeds --config FILE --seeds 0,1,2 [--strategies cdarts,darts] [--set KEY=VALUE ...] [--output DIR]``.
+"""``cdarts-seeds --config FILE --seeds 0,1,2 [--strategies cdarts,darts] [--variant LABEL:KEY=VALUE,...]
+[--variants FILE] [--sweep KEY=V1,V2] [--set KEY=VALUE ...] [--output DIR]``.
 
-Runs one independent search per (strategy, seed), each in ``OUTPUT/seed-N`` (``OUTPUT/<strategy>/seed-N`` with
-``--strategies``); finished seeds are skipped and interrupted ones resumed, so the command can simply be run again.
-Then writes ``report.md``, ``report.csv``, ``runs.csv`` (paper Tables 1 and 6) and ``curves.png`` (Figure 3).
+Runs one independent search per (variant, seed), each in ``OUTPUT/seed-N`` (``OUTPUT/<label>/seed-N`` with
+strategies or variants: a strategy is a variant that swaps the strategy); finished seeds are skipped and interrupted
+ones resumed, so the command can simply be run again. Then writes ``report.md``, ``report.csv``, ``runs.csv`` (paper
+Tables 1, 5 and 6) and ``curves.png`` (Figures 3 and 6).
 """
 from __future__ import annotations
 
@@ -30,13 +32,21 @@ def name_list(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="cdarts-seeds", description="Independent searches over several seeds (and strategies), then a report."
+        prog="cdarts-seeds",
+        description="Independent searches over several seeds (and strategies or variants), then a report.",
     )
     p.add_argument("--config", required=True, help="YAML search config (see configs/)")
     p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--strategies", type=name_list,
                    help="comma-separated strategies to compare, e.g. cdarts,darts; each other than the config's "
                         "runs at its defaults with the config's epochs (default: the config's strategy only)")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                   help="a labelled set of overrides run for every seed into OUTPUT/LABEL, one report row each, e.g. "
+                        "darts+reg:strategy.type=darts,strategy.reg_weight=5 (repeatable)")
+    p.add_argument("--variants", dest="variant_file", metavar="FILE",
+                   help="variants from a YAML file, e.g. configs/ablation-table5.yaml (paper Table 5)")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="one variant per value, labelled KEY=VALUE by its last key, e.g. space.eval_layers=3,5,8")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value for every run, e.g. --set strategy.epochs=3 (repeatable)")
     p.add_argument("--output", help="study folder (default runs/<config-name>-seeds)")
@@ -46,17 +56,29 @@ def parser() -> argparse.ArgumentParser:
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from cdarts.reports import markdown_report, plan_study, run_study, write_report
+    from cdarts.reports import (
+        markdown_report,
+        parse_sweep,
+        parse_variant,
+        plan_study,
+        read_variants,
+        run_study,
+        strategy_variants,
+        write_report,
+    )
     from cdarts.runs import FolderLock
 
     output = Path(args.output or Path("runs") / f"{Path(args.config).stem}-seeds")
-    plans = plan_study(args.config, args.seeds, output, args.strategies, args.overrides)
+    variants = [*(read_variants(args.variant_file) if args.variant_file else []),
+                *map(parse_variant, args.variants), *(v for text in args.sweep for v in parse_sweep(text))]
+    plans = plan_study(args.config, args.seeds, output, args.strategies, args.overrides, variants)
+    rows = [*strategy_variants(args.strategies or []), *variants] if variants else []
     with FolderLock(output):  # one study at a time in the folder; each search also locks its own seed folder
         runs = run_study(plans)
         labels = ", ".join(dict.fromkeys(run.label for run in runs))
         title = f"{Path(args.config).stem}: {labels}, {len(args.seeds)} seed{'s' * (len(args.seeds) > 1)}"
-        paths = write_report(runs, output, title)
-    print("\n" + markdown_report(runs, title).split("\n## Runs")[0].rstrip())
+        paths = write_report(runs, output, title, rows)
+    print("\n" + markdown_report(runs, title, variants=rows).split("\n## Runs")[0].rstrip())
     print("\n" + "\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
 
