@@ -190,7 +190,8 @@ def evaluate_model(
     max_batches: int | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on.
+    """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on, read
+    from disk (a ``download: true`` the model's files record is not followed: only ``data`` may ask for one).
 
     ``device`` defaults to the GPU where there is one.
     """
@@ -201,7 +202,10 @@ def evaluate_model(
     if data is None:
         if "dataset" not in meta:
             raise FileError(f"{ref} does not record its training data; pass --data (e.g. --data digits)")
-        spec = validate_component("datasets", meta["dataset"], "data")
+        recorded = meta["dataset"]
+        if isinstance(recorded, Mapping) and recorded.get("download"):
+            recorded = {**recorded, "download": False}  # a file never starts a download; --data may ask for one
+        spec = validate_component("datasets", recorded, "data")
     else:
         spec = parse_data_spec(data) if isinstance(data, str) else validate_component("datasets", dict(data), "data")
     if split == "train" and "augment" in spec:

@@ -275,6 +275,7 @@ def offline(monkeypatch) -> list[str]:
                          (hub, "hf_hub_download"), (hub, "download_cached_file")]:
         monkeypatch.setattr(module, name, refuse(f"{module.__name__}.{name}"))
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
     return attempts
 
 
@@ -351,3 +352,20 @@ def test_a_truncated_export_weights_file_is_one_line_naming_it(tool, cut, export
     assert err.startswith(f"cdarts-{tool}: error: {weights}: "), err
     if tool != "export":  # export names it as a bare weights file, which says nothing of the network it holds
         assert "not a readable safetensors file" in err
+
+
+def test_a_recorded_dataset_never_starts_a_download(retrained, tmp_path, capsys, offline):
+    """The data a checkpoint says it was trained on is evaluated from disk; only --data may ask for a download."""
+    path = tmp_path / "epoch-0000"
+    shutil.copytree(retrained / "checkpoints" / "epoch-0000", path)
+    state = json.loads((path / "state.json").read_text())
+    state["retrain"]["data"]["dataset"] = {"type": "cifar10", "root": str(tmp_path / "data"), "download": True}
+    (path / "state.json").write_text(json.dumps(state))
+    forge_manifest(path, "state.json")
+    with pytest.raises(SystemExit) as info:
+        eval_cli.main(["--model", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"cdarts-eval: error: dataset folder '{tmp_path / 'data' / 'cifar-10-batches-py'}' "
+                          "does not exist; pass `download: true`"), err
+    assert offline == [] and not (tmp_path / "data").exists()
