@@ -38,6 +38,7 @@ from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.registry import datasets
 from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.signals import RunGuard, shell_command
 from cdarts.strategies.base import SearchContext, alpha_weights
 from cdarts.strategies.loop import Runtime
 
@@ -75,6 +76,7 @@ def search_config(
     nonfinite: Literal["stop", "skip"] = "stop",
     max_skipped_batches: NonNegativeInt = 10,
     dist_timeout_s: Timeout = 600.0,
+    checkpoint_on_signal: bool = False,
 ) -> None:
     """The keys of a search config (its signature is the schema; it is never called).
 
@@ -88,7 +90,10 @@ def search_config(
     every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``). A NaN or inf loss
     term or alpha ``nonfinite: stop``s the run naming the term, or with ``skip`` drops that step (warning, and
     counting ``skipped_batches``) until more than ``max_skipped_batches`` were dropped. ``dist_timeout_s`` bounds
-    how long a process waits for the others in a collective: if one dies or hangs, the rest exit with an error.
+    how long a process waits for the others in a collective: if one dies or hangs, the rest exit with one line naming
+    its rank. On SIGTERM, SIGHUP or SIGINT the run stops at the next step, dropping the partial epoch, or with
+    ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it prints the command that resumes it and
+    exits with 128 + the signal (see :mod:`cdarts.signals`).
     """
 
 
@@ -151,31 +156,40 @@ def search(
         if history:  # a crash between a checkpoint and its logs leaves them one epoch behind
             write_logs(run_dir, history)
 
-    for epoch in range(start, strategy.total_epochs):
-        began = time.perf_counter()
-        metrics = strategy.run_epoch(epoch)
-        metrics.update(strategy.evaluate(epoch))
-        genotype = strategy.genotype()
-        metrics.update(diagnostics(genotype, strategy.alphas()))
-        if benchmark is not None:
-            metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
-        phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
-        if runtime.nonfinite == "skip":
-            metrics["skipped_batches"] = float(runtime.skipped)
-        row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
-        history.append({"epoch": epoch, "genotype": genotype.to_json(), "alpha": alpha_weights(strategy.alphas()),
-                        "primitives": list(space.primitives), "metrics": row})
-        if main:  # the checkpoint first: the logs are rewritten from it on resume, so they may lag, never lead
-            state = {"strategy": strategy.state(), "history": history, "skipped_batches": runtime.skipped}
-            if runtime.scaler is not None:
-                state["scaler"] = runtime.scaler.state_dict()
-            save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(), state,
-                            keep=cfg["keep_checkpoints"])
-            write_logs(run_dir, history)
-            log(epoch_line(row, strategy.total_epochs, genotype))
-            if metrics.get("collapse"):
-                log("warning: the genotype is collapsing to skip connections (more than half the normal cell's ops)")
-        accelerator.wait_for_everyone()
+    guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
+                     command=resume_command(config, overrides, run_dir), total_epochs=strategy.total_epochs,
+                     checkpoint=found[0] if resume and found is not None else None)
+    ctx.progress = guard.watching(ctx.progress)  # every training loop's batches: the step boundaries
+    with guard:
+        for epoch in range(start, strategy.total_epochs):
+            guard.epoch = epoch
+            began = time.perf_counter()
+            metrics = strategy.run_epoch(epoch)
+            metrics.update(strategy.evaluate(epoch))
+            genotype = strategy.genotype()
+            metrics.update(diagnostics(genotype, strategy.alphas()))
+            if benchmark is not None:
+                metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
+            phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
+            if runtime.nonfinite == "skip":
+                metrics["skipped_batches"] = float(runtime.skipped)
+            row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
+            history.append({"epoch": epoch, "genotype": genotype.to_json(),
+                            "alpha": alpha_weights(strategy.alphas()), "primitives": list(space.primitives),
+                            "metrics": row})
+            if main:  # the checkpoint first: the logs are rewritten from it on resume, so they may lag, never lead
+                state = {"strategy": strategy.state(), "history": history, "skipped_batches": runtime.skipped}
+                if runtime.scaler is not None:
+                    state["scaler"] = runtime.scaler.state_dict()
+                guard.checkpoint = save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(),
+                                                   state, keep=cfg["keep_checkpoints"])
+                write_logs(run_dir, history)
+                log(epoch_line(row, strategy.total_epochs, genotype))
+                if metrics.get("collapse"):
+                    log("warning: the genotype is collapsing to skip connections (more than half the normal cell's "
+                        "ops)")
+            accelerator.wait_for_everyone()
+            guard.at_epoch_end()
 
     genotype = strategy.genotype()
     if main:
@@ -186,6 +200,14 @@ def search(
             f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
     accelerator.wait_for_everyone()
     return SearchResult(genotype, run_dir, history)
+
+
+def resume_command(config: str | Path | dict, overrides: Sequence[str], run_dir: Path) -> str:
+    """The ``cdarts-search`` command that resumes this run: the same config and overrides (a config given as a dict
+    is the run's own ``config.yaml``)."""
+    source = config if isinstance(config, (str, Path)) else run_dir / "config.yaml"
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    return shell_command("cdarts-search", "--config", source, *sets, "--output", run_dir, "--resume")
 
 
 def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[SearchContext, Any]:

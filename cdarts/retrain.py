@@ -64,6 +64,7 @@ from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text
 from cdarts.models.darts import CdartsNet, resolve_genotype
 from cdarts.registry import datasets, shown
 from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.signals import RunGuard, shell_command
 from cdarts.spaces.darts import Depth
 from cdarts.stats import inference_parameters
 
@@ -98,6 +99,7 @@ def retrain_config(
     max_steps_per_epoch: PositiveInt | None = None,
     keep_checkpoints: PositiveInt = 2,
     dist_timeout_s: Timeout = 600.0,
+    checkpoint_on_signal: bool = False,
 ) -> None:
     """The keys of a retrain config (the signature is the schema; it is never called).
 
@@ -105,7 +107,9 @@ def retrain_config(
     all of it and keeps the last epoch. ``model``, ``augment`` and ``ema`` (null: off) are sections with the
     keys of :func:`model_section`, :func:`augment_section` and :func:`ema_section`. ``max_steps_per_epoch`` caps
     the updates per epoch (quick trials). ``dist_timeout_s`` bounds how long a process waits for the others: if one
-    dies or hangs, the rest exit with an error.
+    dies or hangs, the rest exit with one line naming its rank. On SIGTERM, SIGHUP or SIGINT the run stops at the next
+    step, dropping the partial epoch, or with ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it
+    prints the command that resumes it and exits with 128 + the signal (see :mod:`cdarts.signals`).
     """
 
 
@@ -667,84 +671,92 @@ def train(
                           reduce=(lambda t: accelerator.reduce(t, "sum")) if world > 1 else None)
         return {f"{prefix}_loss": result["loss"], f"{prefix}_top1": result["top1"], f"{prefix}_top5": result["top5"]}
 
-    for epoch in range(start, cfg["epochs"]):
-        began = time.perf_counter()
-        net.drop_path_prob = mcfg["drop_path_rate"] * epoch / cfg["epochs"]
-        wrapped.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
-        steps_rows = []
-        batches = bar(train_loader(epoch), f"epoch {epoch + 1}/{cfg['epochs']}", updates_per_epoch)
-        for index, (x, y) in enumerate(batches):
-            if index >= updates_per_epoch:
-                break
-            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-            target = y
-            if mixup is not None:
-                x, target = mixup(x, y)
-            lr = optimizer.param_groups[0]["lr"]
-            logits, aux_logits = wrapped(x)
-            loss = criterion(logits, target)
-            if aux_logits is not None:
-                loss = loss + mcfg["auxiliary_weight"] * criterion(aux_logits, target)
-            if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(f"the training loss became {loss.item()} at step {step + 1} "
-                                         f"(epoch {epoch + 1}); lower optimizer.lr or enable grad_clip")
-            accelerator.backward(loss)
-            if cfg["grad_clip"]:
-                accelerator.clip_grad_norm_(wrapped.parameters(), cfg["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+    command = shell_command("cdarts-train", "--output", run_dir, "--resume", *(["--init", init] if init else []))
+    guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
+                     command=command, total_epochs=cfg["epochs"],
+                     checkpoint=found[0] if resume and found is not None else None)
+    with guard:
+        for epoch in range(start, cfg["epochs"]):
+            guard.epoch = epoch
+            began = time.perf_counter()
+            net.drop_path_prob = mcfg["drop_path_rate"] * epoch / cfg["epochs"]
+            wrapped.train()
+            totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+            steps_rows = []
+            batches = bar(train_loader(epoch), f"epoch {epoch + 1}/{cfg['epochs']}", updates_per_epoch)
+            for index, (x, y) in enumerate(batches):
+                if index >= updates_per_epoch:
+                    break
+                guard.at_step()
+                x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+                target = y
+                if mixup is not None:
+                    x, target = mixup(x, y)
+                lr = optimizer.param_groups[0]["lr"]
+                logits, aux_logits = wrapped(x)
+                loss = criterion(logits, target)
+                if aux_logits is not None:
+                    loss = loss + mcfg["auxiliary_weight"] * criterion(aux_logits, target)
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(f"the training loss became {loss.item()} at step {step + 1} "
+                                             f"(epoch {epoch + 1}); lower optimizer.lr or enable grad_clip")
+                accelerator.backward(loss)
+                if cfg["grad_clip"]:
+                    accelerator.clip_grad_norm_(wrapped.parameters(), cfg["grad_clip"])
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if scheduler is not None:
+                    scheduler.step_update(step)
+                if ema is not None:
+                    ema.update(net, step=step)
+                n = len(y)
+                totals += torch.tensor([loss.item() * n, float((logits.argmax(-1) == y).sum()), n],
+                                       dtype=torch.float64, device=accelerator.device)
+                steps_rows.append({"step": step, "epoch": epoch, "lr": lr, "loss": loss.item()})
+                if hasattr(batches, "set_postfix"):
+                    batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
             if scheduler is not None:
-                scheduler.step_update(step)
+                scheduler.step(epoch + 1)
+            if world > 1:
+                totals = accelerator.reduce(totals, "sum")
+            row = {"epoch": epoch, "step": step, "lr": steps_rows[-1]["lr"] if steps_rows else math.nan,
+                   "drop_path": net.drop_path_prob, "train_loss": float(totals[0] / totals[2]),
+                   "train_top1": float(100 * totals[1] / totals[2])}
+            row.update(measure(net, data.val, "val"))
+            row.update(measure(net, data.test, "test"))
             if ema is not None:
-                ema.update(net, step=step)
-            n = len(y)
-            totals += torch.tensor([loss.item() * n, float((logits.argmax(-1) == y).sum()), n],
-                                   dtype=torch.float64, device=accelerator.device)
-            steps_rows.append({"step": step, "epoch": epoch, "lr": lr, "loss": loss.item()})
-            if hasattr(batches, "set_postfix"):
-                batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
-        if scheduler is not None:
-            scheduler.step(epoch + 1)
-        if world > 1:
-            totals = accelerator.reduce(totals, "sum")
-        row = {"epoch": epoch, "step": step, "lr": steps_rows[-1]["lr"] if steps_rows else math.nan,
-               "drop_path": net.drop_path_prob, "train_loss": float(totals[0] / totals[2]),
-               "train_top1": float(100 * totals[1] / totals[2])}
-        row.update(measure(net, data.val, "val"))
-        row.update(measure(net, data.test, "test"))
-        if ema is not None:
-            row.update(measure(ema.module, data.val, "ema_val"))
-            row.update(measure(ema.module, data.test, "ema_test"))
-        row["time_s"] = time.perf_counter() - began
-        history.append(row)
-        improved = best["epoch"] is None or data.val is None or row["val_top1"] > best["val_top1"]
-        if improved:
-            best = {"epoch": epoch, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
-                    "test_top5": row["test_top5"]}
-        if main:  # the checkpoint first: after a failed one the logs hold no epoch that does not exist
-            logged = [{**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows]
-            state = {"step": step, "best": best, "history": history, "config_hash": config_hash(cfg),
-                     "retrain": {**info, "metrics": row}, "epoch_steps": logged}
-            if scaler is not None:
-                state["scaler"] = scaler.state_dict()
-            saved = save_checkpoint(checkpoints, epoch, modules, {"model": optimizer}, state,
-                                    keep=cfg["keep_checkpoints"])
-            atomic_write_text(run_dir / "metrics.csv", csv_text(history))
-            try:
-                with open(run_dir / "steps.csv", "a", newline="") as handle:
-                    csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(logged)
-            except OSError as exc:
-                raise WriteError(run_dir / "steps.csv", exc) from exc
+                row.update(measure(ema.module, data.val, "ema_val"))
+                row.update(measure(ema.module, data.test, "ema_test"))
+            row["time_s"] = time.perf_counter() - began
+            history.append(row)
+            improved = best["epoch"] is None or data.val is None or row["val_top1"] > best["val_top1"]
             if improved:
-                publish_best(run_dir, saved)
-            log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss {row['train_loss']:.3f} "
-                f"top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | test "
-                f"{_fmt(row['test_top1'])}/{_fmt(row['test_top5'])}"
-                + (f" | ema test {_fmt(row['ema_test_top1'])}" if ema is not None else "")
-                + f" | {row['time_s']:.1f}s")
-        accelerator.wait_for_everyone()
+                best = {"epoch": epoch, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
+                        "test_top5": row["test_top5"]}
+            if main:  # the checkpoint first: after a failed one the logs hold no epoch that does not exist
+                logged = [{**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows]
+                state = {"step": step, "best": best, "history": history, "config_hash": config_hash(cfg),
+                         "retrain": {**info, "metrics": row}, "epoch_steps": logged}
+                if scaler is not None:
+                    state["scaler"] = scaler.state_dict()
+                saved = guard.checkpoint = save_checkpoint(checkpoints, epoch, modules, {"model": optimizer},
+                                                           state, keep=cfg["keep_checkpoints"])
+                atomic_write_text(run_dir / "metrics.csv", csv_text(history))
+                try:
+                    with open(run_dir / "steps.csv", "a", newline="") as handle:
+                        csv.DictWriter(handle, fieldnames=["step", "epoch", "lr", "loss"]).writerows(logged)
+                except OSError as exc:
+                    raise WriteError(run_dir / "steps.csv", exc) from exc
+                if improved:
+                    publish_best(run_dir, saved)
+                log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss {row['train_loss']:.3f} "
+                    f"top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | test "
+                    f"{_fmt(row['test_top1'])}/{_fmt(row['test_top5'])}"
+                    + (f" | ema test {_fmt(row['ema_test_top1'])}" if ema is not None else "")
+                    + f" | {row['time_s']:.1f}s")
+            accelerator.wait_for_everyone()
+            guard.at_epoch_end()
 
     last = history[-1] if history else {}
     summary = {

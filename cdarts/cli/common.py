@@ -64,8 +64,10 @@ def report_user_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             fail(main, yaml_message(exc), 2)
         except RUN_ERRORS as exc:
             fail(main, str(exc), 1)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a run stopped on a signal (cdarts.signals.Interrupted)
+            message = str(exc) if exc.args else "interrupted"  # a stopped run's message: empty on all but rank 0
+            if message:
+                print(f"{program_name(main.__module__)}: {message}", file=sys.stderr)
+            raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
