@@ -64,7 +64,7 @@ def table(study: Path) -> str:
     lines = []
     for setting in sorted(p for p in study.iterdir() if p.is_dir()):
         lines += [f"\n### {setting.name}\n",
-                  "| seed | per epoch: skip-connects (param-free edges) | alpha entropy, first -> last "
+                  "| seed | per epoch: skip-connects (param-free edges) | alpha entropy per epoch "
                   "| KD term per epoch | final cell | S / E test acc |", "|---|---|---|---|---|---|"]
         for run in sorted(setting.glob("seed-*")):
             if not (run / "metrics.csv").exists():
@@ -72,11 +72,11 @@ def table(study: Path) -> str:
             rows = epoch_cells(run)
             skips = " ".join(f"{r['skip_connects']}({r['param_free_ops']})" for r in rows)
             kd = " ".join(number(r.get("joint_kd"), 3) for r in rows)
+            entropy = " ".join(number(r["alpha_entropy"], 4) for r in rows)
             final = json.loads((run / "genotype.json").read_text())["arch"] if (run / "genotype.json").exists() else "-"
             final = final.replace("|", "\\|")  # a pipe inside a markdown table cell, even in code, must be escaped
             last = rows[-1]
-            lines.append(f"| {run.name[5:]} | {skips} | {number(rows[0]['alpha_entropy'], 4)} -> "
-                         f"{number(last['alpha_entropy'], 4)} | {kd} | `{final}` | {number(last['s_test_acc'], 1)} / "
+            lines.append(f"| {run.name[5:]} | {skips} | {entropy} | {kd} | `{final}` | {number(last['s_test_acc'], 1)} / "
                          f"{number(last['e_test_acc'], 1)} |")
     return "\n".join(lines)
 
