@@ -76,8 +76,8 @@ def table(study: Path) -> str:
             final = json.loads((run / "genotype.json").read_text())["arch"] if (run / "genotype.json").exists() else "-"
             final = final.replace("|", "\\|")  # a pipe inside a markdown table cell, even in code, must be escaped
             last = rows[-1]
-            lines.append(f"| {run.name[5:]} | {skips} | {entropy} | {kd} | `{final}` | {number(last['s_test_acc'], 1)} / "
-                         f"{number(last['e_test_acc'], 1)} |")
+            accuracy = f"{number(last['s_test_acc'], 1)} / {number(last['e_test_acc'], 1)}"
+            lines.append(f"| {run.name[5:]} | {skips} | {entropy} | {kd} | `{final}` | {accuracy} |")
     return "\n".join(lines)
 
 
