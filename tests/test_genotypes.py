@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+import cdarts  # noqa: F401 - registers the spaces
+from cdarts.config import validate_component
 from cdarts.errors import ConfigError, FileError
 from cdarts.genotypes import (
     MAX_EDGES_PER_NODE,
@@ -311,3 +313,10 @@ def test_deeply_nested_genotype_json_is_an_error_not_a_recursion(tmp_path):
         load_genotype(path)
     with pytest.raises(ConfigError, match=r"bad genotype JSON '\{\"normal\": \[\[\[.*\.\.\.: nested too deeply"):
         load_genotype('{"normal": ' + nested + "}")
+
+
+def test_a_space_cannot_have_more_nodes_than_a_genotype_may():
+    """Else the search would fail at its first genotype, after the run folder exists."""
+    assert validate_component("spaces", {"type": "darts", "nodes": MAX_NODES}, "space")["nodes"] == MAX_NODES
+    with pytest.raises(ConfigError, match=re.escape(f"space.nodes: expected in [1, {MAX_NODES}]")):
+        validate_component("spaces", {"type": "darts", "nodes": MAX_NODES + 1}, "space")

@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from cdarts.config import PositiveInt, Range, Registered
 from cdarts.errors import ConfigError
-from cdarts.genotypes import DartsGenotype, Edge
+from cdarts.genotypes import MAX_NODES, DartsGenotype, Edge
 from cdarts.ops import DARTS_PRIMITIVES, build_op
 from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
@@ -514,7 +514,7 @@ def darts(
     channels: PositiveInt = 16,
     layers: Depth = 8,
     eval_layers: Depth = 20,
-    nodes: PositiveInt = 4,
+    nodes: Annotated[int, Range(ge=1, le=MAX_NODES, why="the most a genotype may have")] = 4,
     stem: Stem = "cifar",
     stem_multiplier: PositiveInt = 3,
     primitives: list[Registered("ops")] = list(DARTS_PRIMITIVES),  # noqa: B006 - schema default
