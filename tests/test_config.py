@@ -416,7 +416,7 @@ def test_dump_yaml_round_trips_through_load_config(tmp_path):
          "strategy.alpha_optimizer.lr: expected a finite number at least 0, got inf"),
         ("threads=-1", "threads: expected at least 1, got -1"),
         ("dist_timeout_s=.inf", "dist_timeout_s: expected a finite number in (0, 604800] (a week), got inf"),
-        ("space.nodes=0", "space.nodes: expected at least 1, got 0"),
+        ("space.nodes=0", "space.nodes: expected in [1, 16] (the most a genotype may have), got 0"),
         ("space.stem_multiplier=0", "space.stem_multiplier: expected at least 1, got 0"),
         ("space.channels=0", "space.channels: expected at least 1, got 0"),
         ("eval_bn_batches=-1", "eval_bn_batches: expected at least 0, got -1"),
