@@ -543,3 +543,10 @@ def test_printed_values_are_capped(tmp_path):
     assert all(len(line) < 600 for line in lines.values()), str(info.value)[:2000]
     assert lines["seed"].startswith("seed: expected int, got list [[['lol', ") and lines["seed"].endswith("...")
     assert lines["data.type"].startswith("data.type: unknown dataset 'xxxx")
+
+
+def test_a_set_tag_on_a_key_is_a_config_error_not_a_type_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("!!set seed:\n")
+    with pytest.raises(ConfigError, match="c.yaml:1:1: YAML syntax error"):
+        load_config(path, search_config)
