@@ -61,18 +61,12 @@ from cdarts.config import (
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, epoch_seed, make_loader, search_split
 from cdarts.errors import FileError, UserInputError
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, first_line, fsync_dir
-from cdarts.models.darts import CdartsNet, resolve_genotype
+from cdarts.models.darts import ARCHITECTURES, CdartsNet, resolve_genotype
 from cdarts.registry import datasets, shown
 from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run_dir
 from cdarts.signals import RunGuard, shell_command
 from cdarts.spaces.darts import Depth
 from cdarts.stats import inference_parameters
-
-ARCHITECTURES = {
-    "cdarts_cifar": {"channels": 36, "layers": 20, "genotype": "CDARTS_CIFAR"},
-    "cdarts_imagenet": {"channels": 48, "layers": 14, "genotype": "CDARTS_IMAGENET"},
-}
-"""The registered model names and their defaults for the keys a config leaves out."""
 
 Architecture = Literal["cdarts_cifar", "cdarts_imagenet"]
 

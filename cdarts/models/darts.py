@@ -20,10 +20,16 @@ from cdarts.genotypes import DartsGenotype, load_genotype
 from cdarts.spaces.base import StageOutputs
 from cdarts.spaces.darts import DartsNetwork, Stem
 
-__all__ = ["CdartsNet", "resolve_genotype"]
+__all__ = ["ARCHITECTURES", "CdartsNet", "resolve_genotype"]
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "cdarts_cifar": {"genotype": "CDARTS_CIFAR", "channels": 36, "layers": 20, "stem": "cifar"},
+    "cdarts_imagenet": {"genotype": "CDARTS_IMAGENET", "channels": 48, "layers": 14, "stem": "imagenet"},
+}
+"""The registered model names and the arguments each fills in when a caller leaves them out."""
 
 
 def resolve_genotype(genotype: str | Mapping[str, Any] | DartsGenotype) -> DartsGenotype:
@@ -145,12 +151,10 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def cdarts_cifar(pretrained: bool = False, **kwargs: Any) -> CdartsNet:
     """DARTS NetworkCIFAR layout: 3x3-conv stem, C=36, 20 cells; genotype CDARTS_CIFAR unless given."""
-    model_args = dict(genotype="CDARTS_CIFAR", channels=36, layers=20, stem="cifar")
-    return _create_cdarts("cdarts_cifar", pretrained, **dict(model_args, **kwargs))
+    return _create_cdarts("cdarts_cifar", pretrained, **{**ARCHITECTURES["cdarts_cifar"], **kwargs})
 
 
 @register_model
 def cdarts_imagenet(pretrained: bool = False, **kwargs: Any) -> CdartsNet:
     """DARTS NetworkImageNet layout: 3-conv stride-8 stem, C=48, 14 cells; genotype CDARTS_IMAGENET unless given."""
-    model_args = dict(genotype="CDARTS_IMAGENET", channels=48, layers=14, stem="imagenet")
-    return _create_cdarts("cdarts_imagenet", pretrained, **dict(model_args, **kwargs))
+    return _create_cdarts("cdarts_imagenet", pretrained, **{**ARCHITECTURES["cdarts_imagenet"], **kwargs})
