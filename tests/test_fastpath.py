@@ -13,9 +13,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cdarts.config import build
 from cdarts.genotypes import load_genotype
-from cdarts.spaces import fastpath
 from cdarts.spaces.darts import DartsNetwork, DartsSupernet, SearchCell, cell_edges
-from cdarts.spaces.fastpath import keep_layout, op_kind, plan_sources, reads_stride_grid, subsample, unused_border
+from cdarts.spaces.fastpath import cells
+from cdarts.spaces.fastpath.grouped import reads_stride_grid, unused_border
+from cdarts.spaces.fastpath.layout import keep_layout, subsample
+from cdarts.spaces.fastpath.plan import op_kind, plan_sources
 
 PLAIN = {"skip_zero": False, "share_inputs": False, "batch_edges": False, "channels_last": False}
 SWITCHES = {
@@ -124,7 +126,7 @@ def test_fast_path_is_exact_in_float64():
 
 def test_edge_by_edge_above_the_batch_limit(monkeypatch):
     """Large activations run edge by edge even with ``batch_edges``; the result is the same."""
-    monkeypatch.setattr(fastpath, "BATCH_LIMIT", 0)
+    monkeypatch.setattr(cells, "BATCH_LIMIT", 0)
     plain, fast = pair({})
     x, y = data(4, 8)
     assert_same_training(plain, fast, x, y, steps=1)
@@ -423,7 +425,7 @@ def test_discrete_batched_edges_run_fewer_convolutions():
 
 
 def test_discrete_edges_above_the_batch_limit_run_one_by_one(monkeypatch):
-    monkeypatch.setattr(fastpath, "BATCH_LIMIT", 0)
+    monkeypatch.setattr(cells, "BATCH_LIMIT", 0)
     plain, fast = discrete_pair("DARTS_V2")
     x, y = data(4, 8)
     counts = []
@@ -446,7 +448,7 @@ def test_discrete_nodes_pass_every_edge_output_through_finish():
         seen.append(op)
         return torch.zeros_like(h)
 
-    nodes = fastpath.discrete_nodes(states, cell.waves, cell.ops, finish)
+    nodes = cells.discrete_nodes(states, cell.waves, cell.ops, finish)
     assert [n.shape for n in nodes] == [s.shape] * 4
     assert all(torch.count_nonzero(n) == 0 for n in nodes)
     assert sorted(map(id, seen)) == sorted(id(cell.ops[key]) for keys in cell.selected for key, _ in keys)

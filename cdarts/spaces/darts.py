@@ -7,7 +7,8 @@ nothing is ever copied between networks.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Literal
 
 import torch
@@ -23,19 +24,11 @@ from cdarts.ops import DARTS_PRIMITIVES, build_op
 from cdarts.ops.layers import AuxClassifierHead, FactorizedReduce, ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs, StageTaps, check_stage_taps
-from cdarts.spaces.fastpath import (
-    DiscreteEdge,
-    EdgeInputs,
-    NodeInputs,
-    Wave,
-    cell_nodes,
-    discrete_nodes,
-    factorized_reduce,
-    keep_layout,
-    plan_discrete,
-    plan_sources,
-    replaying,
-)
+from cdarts.spaces.fastpath.cells import cell_nodes, discrete_nodes
+from cdarts.spaces.fastpath.edges import factorized_reduce
+from cdarts.spaces.fastpath.inputs import EdgeInputs, NodeInputs
+from cdarts.spaces.fastpath.layout import keep_layout
+from cdarts.spaces.fastpath.plan import DiscreteEdge, Wave, plan_discrete, plan_sources
 
 Stem = Literal["cifar", "imagenet"]
 CompileMode = Literal["none", "default", "reduce-overhead", "max-autotune"]
@@ -188,6 +181,33 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
+@contextlib.contextmanager
+def replaying(module: nn.Module, requires_grad: list[bool]) -> Iterator[None]:
+    """The recomputed pass of a checkpointed module: it must do what the first pass did, once more.
+
+    BatchNorms leave their running statistics as they are: momentum 0 keeps every call the same as in the first
+    pass (so the same tensors are saved for backward) while ``(1 - 0) * running + 0 * batch`` changes nothing; the
+    batch counts are put back afterwards. Parameters require grad as they did in the first pass (a strategy that
+    froze them for its forward pass has unfrozen them by the time backward recomputes).
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    for m in norms:
+        m.momentum = 0.0
+    for p, flag in zip(params, requires_grad, strict=True):
+        p.requires_grad_(flag)
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
 class DartsSupernet(nn.Module):
     """The search network S: mixed-op cells sharing one alpha per cell type.
 
@@ -294,7 +314,7 @@ class DartsCell(nn.Module):
     For the discrete network the pool holds exactly the genotype's ops; for the weight-shared evaluation network
     it holds every candidate, and ``select`` picks the genotype's. Either way the forward pass is the same.
     ``batch_edges`` runs the edges that read one node with the same primitive as one grouped conv (exact, as in
-    ``SearchCell``; see ``fastpath.discrete_nodes``).
+    ``SearchCell``; see ``fastpath.cells.discrete_nodes``).
     """
 
     def __init__(
