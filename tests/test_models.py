@@ -133,8 +133,3 @@ def test_no_weight_decay_and_group_matcher():
     model = timm.create_model("cdarts_cifar", **TINY)
     assert model.no_weight_decay() == set()
     assert model.group_matcher(coarse=True) == {"stem": r"^stem", "blocks": r"^cells\.(\d+)"}
-
-
-def test_features_only_is_refused_with_a_pointer_to_forward_stages():
-    with pytest.raises(ValueError, match="does not support features_only; use forward_stages"):
-        timm.create_model("cdarts_cifar", features_only=True, **TINY)

@@ -2,7 +2,9 @@
 
 ``timm.create_model("cdarts_cifar", genotype="CDARTS_CIFAR")`` builds the DARTS NetworkCIFAR layout (C=36, 20 cells)
 for any DARTS-space genotype, given as a registered name, DARTS text or ``DartsGenotype.to_json()`` data. The
-genotype travels in ``model_args`` as plain JSON, so an export folder rebuilds with ``local-dir:``.
+genotype travels in ``model_args`` as plain JSON, so an export folder rebuilds with ``local-dir:``. The models are
+timm backbones too: ``features_only=True`` (with ``out_indices``) and ``forward_intermediates`` give the feature
+levels described in ``CdartsNet``.
 """
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, load_genotype
 from cdarts.spaces.base import StageOutputs
-from cdarts.spaces.darts import DartsNetwork, Stem
+from cdarts.spaces.darts import DartsNetwork, Stem, stage_ends
 
 __all__ = ["ARCHITECTURES", "CdartsNet", "resolve_genotype"]
 
@@ -46,6 +49,12 @@ class CdartsNet(DartsNetwork):
     ``forward`` returns logits only; ``forward_stages`` also returns the stage outputs and, in training with
     ``auxiliary=True``, the auxiliary tower's logits (the training loop weights them into the loss).
     ``drop_path_prob`` is the current drop-path probability; training ramps it up to ``drop_path_rate``.
+
+    As a timm backbone it has four feature levels (``feature_info``): 0 is the stem's output (the input of the first
+    cell; stride 1 on CIFAR, 8 on ImageNet), 1-3 are the last cell at each resolution, i.e. the cell before each of
+    the two reduction cells and the last cell (strides 1, 2, 4 on CIFAR; 8, 16, 32 on ImageNet). These are the
+    deepest, most processed maps at each stride; the distillation taps of ``forward_stages`` (after each reduction
+    cell by default) are a training choice and stay as they are.
     """
 
     def __init__(
@@ -71,7 +80,67 @@ class CdartsNet(DartsNetwork):
         self.drop_path_rate = drop_path_rate
         self.drop_rate = drop_rate
         self.reset_classifier(num_classes, global_pool)
+        self.feature_cells = stage_ends(layers, "before_reduction")
+        self.feature_info = self._feature_info()
 
+    def _feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature description: channels, stride and the module whose output each level is."""
+        reduction = 8 if self.stem.reduces else 1
+        info = [{"num_chs": self.stem.out_channels[1], "reduction": reduction,
+                 "module": "stem.stem1" if self.stem.reduces else "stem.stem"}]
+        for i, cell in enumerate(self.cells):
+            reduction *= 2 if cell.reduction else 1
+            if i in self.feature_cells:  # a cell concatenates its nodes, each preprocess1's width
+                channels = len(cell.concat) * cell.preprocess1[1].out_channels
+                info.append({"num_chs": channels, "reduction": reduction, "module": f"cells.{i}"})
+        return info
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The feature maps of the ``feature_info`` levels in ``indices`` (timm's contract: an int takes the last n,
+        None all), and unless ``intermediates_only`` the final feature map too. ``norm`` is accepted and has no
+        effect: DARTS has no final norm layer. ``stop_early`` (implied by ``intermediates_only``) skips the cells
+        after the deepest level asked for; the final feature map is then that level's.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt {output_fmt!r} is not supported; cdarts models give NCHW only")
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        s0, s1 = self.stem(x)
+        intermediates = [s1] if 0 in take else []
+        cells = self.cells
+        if stop_early or intermediates_only:
+            cells = cells[:self.feature_cells[max_index - 1] + 1] if max_index > 0 else []
+        for i, cell in enumerate(cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i in self.feature_cells and self.feature_cells.index(i) + 1 in take:
+                intermediates.append(s1)
+        return intermediates if intermediates_only else (s1, intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the cells after the deepest level in ``indices`` (and the head); returns the absolute indices kept.
+
+        The pruned network's ``forward_features`` ends at that level, so ``num_features`` becomes its width.
+        """
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        keep = self.feature_cells[max_index - 1] + 1 if max_index > 0 else 0
+        if keep < len(self.cells):
+            self.cells = self.cells[:keep]
+            self.num_features = self.feature_info[max_index]["num_chs"]
+            if self.aux_index >= keep:
+                self.auxiliary_head, self.aux_index = None, -1
+            prune_head = True  # the classifier was sized for the dropped cells
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.forward_cells(x)[0]
@@ -115,9 +184,10 @@ class CdartsNet(DartsNetwork):
 
 
 def _create_cdarts(variant: str, pretrained: bool = False, **kwargs: Any) -> CdartsNet:
-    if kwargs.pop("features_only", False):
-        raise ValueError(f"{variant} does not support features_only; use forward_stages for the stage outputs")
-    return build_model_with_cfg(CdartsNet, variant, pretrained, **kwargs)
+    """``features_only`` goes through ``forward_intermediates`` (timm's getter): a cell reads the two previous
+    outputs, so the network is no chain of modules that ``FeatureListNet`` could re-run one by one."""
+    feature_cfg = {"feature_cls": "getter", "out_indices": (0, 1, 2, 3)}
+    return build_model_with_cfg(CdartsNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
