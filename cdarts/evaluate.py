@@ -6,7 +6,6 @@ checkpoint of ``cdarts-train``. Every weight file is read as safetensors or with
 from __future__ import annotations
 
 import contextlib
-import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 
 from cdarts.config import build, load_yaml_text, read_yaml, validate_component
 from cdarts.errors import ConfigError, DataError, FileError
-from cdarts.io import first_line
+from cdarts.models.load import load_model
 from cdarts.registry import shown
 
 
@@ -79,68 +78,6 @@ def evaluate(
         "seconds": seconds,
         "images_per_s": images / seconds if seconds > 0 else float("nan"),
     }
-
-
-def load_model(ref: str, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
-    """The network ``ref`` names, in eval mode, and what is known of its training data (``{}`` if nothing).
-
-    ``local-dir:FOLDER`` (or a folder holding ``config.json`` and weights, as ``cdarts-export`` writes) is
-    rebuilt by ``timm.create_model(..., pretrained=True)``; anything else is a run folder or checkpoint.
-    """
-    from cdarts.retrain import read_trained
-
-    folder = Path(ref.removeprefix("local-dir:"))
-    if ref.startswith("local-dir:") or (folder.is_dir() and (folder / "config.json").is_file()):
-        if ema:
-            raise ConfigError("--ema applies to run folders and checkpoints; an export holds one set of weights")
-        return load_export(folder)
-    trained = read_trained(ref)
-    return trained.build(ema), dict(trained.data)
-
-
-def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """An export folder rebuilt by timm itself, plus the training data it records (``config.json``'s ``cdarts``)."""
-    import json
-
-    import timm
-    from safetensors import SafetensorError
-
-    from cdarts.retrain import check_model_spec
-
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"'{folder}' is not a model folder: it has no config.json")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FileError(f"{config_file}: not valid JSON ({first_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise FileError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
-    check_model_spec(config_file, config.get("architecture"), config.get("model_args", {}))
-    pretrained_cfg = config.get("pretrained_cfg", {})
-    remote = [key for key in REMOTE_KEYS if isinstance(pretrained_cfg, dict) and pretrained_cfg.get(key)]
-    if remote:
-        raise FileError(f"{config_file}: pretrained_cfg names a remote source ({', '.join(remote)}); an export "
-                        "loads its weights from its own folder only")
-    try:
-        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    except SafetensorError as exc:
-        raise FileError(f"{folder / 'model.safetensors'}: not a readable safetensors file ({first_line(exc)}; "
-                        "truncated by an interrupted copy?)") from None
-    except (pickle.UnpicklingError, RuntimeError, AssertionError, KeyError, TypeError, ValueError) as exc:
-        first = first_line(exc)
-        if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
-            raise FileError(
-                f"{folder}: refused to load its weights: the file holds Python objects other than tensors, and "
-                f"unpickling them could run code ({first})"
-            ) from None
-        raise FileError(f"{folder}: timm cannot rebuild this model ({first})") from None
-    meta = config.get("cdarts", {}).get("data", {}) if isinstance(config.get("cdarts"), Mapping) else {}
-    return model.eval(), dict(meta)
-
-
-REMOTE_KEYS = ("url", "hf_hub_id", "hf_hub_filename")
-"""``pretrained_cfg`` keys that would make timm download weights; an export folder may set none of them."""
 
 
 def resolve_device(name: str | None) -> str:

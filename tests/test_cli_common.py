@@ -20,9 +20,9 @@ from cdarts.config import ConfigError
 from cdarts.data import BadImageError, make_loader
 from cdarts.errors import DataError, FileError, UserInputError
 from cdarts.genotypes import load_genotype
+from cdarts.models.load import load_weights
 from cdarts.nasbench import UnknownArchError
 from cdarts.registry import RegistryError
-from cdarts.retrain import load_weights
 from cdarts.stats import resolve_settings
 
 

@@ -263,7 +263,7 @@ class Numeric:
 def schemas() -> list[tuple[str, Callable, Callable[[dict], dict]]]:
     """(label, signature, validate the keyword arguments and return them filled) for the search and retrain roots,
     the retrain sections and every registered component (genotypes are objects, not factories)."""
-    from cdarts.retrain import augment_section, ema_section, model_section, retrain_config
+    from cdarts.retrain.config import augment_section, ema_section, model_section, retrain_config
 
     found = [("search_config", search_config, lambda args: validate(search_config, args)),
              ("retrain_config", retrain_config, lambda args: validate(retrain_config, args))]

@@ -15,9 +15,10 @@ from cdarts.cli import eval as eval_cli
 from cdarts.cli import export as export_cli
 from cdarts.errors import ConfigError
 from cdarts.evaluate import evaluate_model, resolve_device, topk_correct
-from cdarts.export import export
 from cdarts.genotypes import load_genotype
-from cdarts.retrain import read_trained, train
+from cdarts.models.export import export
+from cdarts.models.load import read_trained
+from cdarts.retrain import train
 from cdarts.stats import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from cdarts.cli import train as train_cli
 from cdarts.config import ConfigError
 from cdarts.genotypes import load_genotype
 from cdarts.io import WriteError
-from cdarts.retrain import build_data, load_retrain_config, read_trained, train
+from cdarts.models.load import read_trained
+from cdarts.retrain import build_data, load_retrain_config, train
 from cdarts.runs import FolderLock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,7 +299,7 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
 def test_demo_reaches_95_percent_and_its_export_reproduces_it(tmp_path):
     """The README's retrain demo, end to end (under a minute)."""
     from cdarts.evaluate import evaluate_model
-    from cdarts.export import export
+    from cdarts.models.export import export
 
     result = train(ROOT / "configs" / "retrain-demo.yaml", output=tmp_path / "demo", progress=False)
     assert result.summary["test_top1_at_best"] >= 95.0
@@ -337,16 +338,16 @@ def test_two_processes_retrain_a_train_split_that_shards_unevenly_and_count_each
 
 def test_logs_are_written_after_the_checkpoint_and_a_resume_completes_them(run, tmp_path, monkeypatch):
     """A failed checkpoint write leaves logs without its epoch; the resume rewrites them to the uninterrupted run's."""
-    import cdarts.retrain
+    import cdarts.retrain.run
 
-    original = cdarts.retrain.save_checkpoint
+    original = cdarts.retrain.run.save_checkpoint
 
     def disk_full_at_epoch_1(folder, epoch, *args, **kwargs):
         if epoch == 1:
             raise WriteError(folder / "epoch-0001", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         return original(folder, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(cdarts.retrain, "save_checkpoint", disk_full_at_epoch_1)
+    monkeypatch.setattr(cdarts.retrain.run, "save_checkpoint", disk_full_at_epoch_1)
     output = tmp_path / "run"
     with pytest.raises(WriteError, match="disk full while writing"):
         train(tiny(), output=output, progress=False)

@@ -23,7 +23,7 @@ from cdarts.cli import search as search_cli
 from cdarts.cli import train as train_cli
 from cdarts.config import _Loader
 from cdarts.engine import search
-from cdarts.export import export
+from cdarts.models.export import export
 from cdarts.retrain import train
 
 PACKAGE = Path(cdarts.__file__).parent

@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from cdarts.export import export
+    from cdarts.models.export import export
 
     result = export(args.source, args.out, ema=args.ema, force=args.force)
     metrics = result.config["cdarts"]["metrics"]

@@ -19,7 +19,7 @@ from torch import nn
 
 from cdarts.genotypes import genotype_from_json
 from cdarts.io import file_mode, fsync_dir
-from cdarts.retrain import TrainedModel, read_trained
+from cdarts.models.load import TrainedModel, read_trained
 from cdarts.runs import FolderLock
 from cdarts.stats import count_macs, inference_parameters
 
