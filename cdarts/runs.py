@@ -92,7 +92,7 @@ def shared_run_dir(accelerator: Any, output: str | Path | None, name: str, resum
 def check_resume_config(saved: Mapping[str, Any], cfg: Mapping[str, Any], source: Path) -> None:
     """Refuse to resume a run (whose filled config, read from ``source``, is ``saved``) with a config that differs
     in any key but ``RESUMABLE_KEYS``, naming each such key with both values."""
-    from cdarts.reports import differences
+    from cdarts.reports.study import differences
 
     changed = [key for key in differences(saved, cfg) if key not in RESUMABLE_KEYS]
     if changed:

@@ -10,26 +10,11 @@ import pytest
 
 from cdarts.config import ConfigError, build
 from cdarts.genotypes import enumerate_nb201, nb201_ops
-from cdarts.reports import (
-    Variant,
-    alpha_score,
-    correlation,
-    curve_metrics,
-    curves,
-    differences,
-    load_run,
-    markdown_report,
-    mean_std,
-    parse_sweep,
-    parse_variant,
-    plan_study,
-    read_variants,
-    sample_cells,
-    strategy_variant,
-    summarize,
-    write_correlation,
-    write_report,
-)
+from cdarts.reports.correlation import alpha_score, correlation, sample_cells, write_correlation
+from cdarts.reports.markdown import markdown_report, write_report
+from cdarts.reports.records import curve_metrics, curves, load_run, mean_std, summarize
+from cdarts.reports.study import differences, plan_study
+from cdarts.reports.variants import Variant, parse_sweep, parse_variant, read_variants, strategy_variant
 
 PRIMITIVES = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {synthetic_table(args.out)}: synthetic numbers for demos and tests, not NAS-Bench-201 results")
         return 0
     from cdarts.config import build
-    from cdarts.reports import correlation, write_correlation
+    from cdarts.reports.correlation import correlation, write_correlation
 
     if not args.run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(args.run_dir)!r} does not exist")

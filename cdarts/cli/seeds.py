@@ -56,16 +56,9 @@ def parser() -> argparse.ArgumentParser:
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from cdarts.reports import (
-        markdown_report,
-        parse_sweep,
-        parse_variant,
-        plan_study,
-        read_variants,
-        run_study,
-        strategy_variants,
-        write_report,
-    )
+    from cdarts.reports.markdown import markdown_report, write_report
+    from cdarts.reports.study import plan_study, run_study
+    from cdarts.reports.variants import parse_sweep, parse_variant, read_variants, strategy_variants
     from cdarts.runs import FolderLock
 
     output = Path(args.output or Path("runs") / f"{Path(args.config).stem}-seeds")

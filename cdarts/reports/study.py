@@ -1,0 +1,109 @@
+"""Multi-seed studies: one independent search per (variant, seed), planned and validated up front, resumable."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdarts.config import read_yaml
+from cdarts.errors import ConfigError
+from cdarts.reports.records import RunRecord, load_run
+from cdarts.reports.variants import Variant, apply_variant, strategy_variants
+
+
+@dataclass
+class PlannedRun:
+    """One search of a study: its label, seed, config (as given) and filled config, and its folder."""
+
+    label: str
+    seed: int
+    config: dict[str, Any]
+    filled: dict[str, Any]
+    run_dir: Path
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """The dotted paths at which two config trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in list(a) + [k for k in b if k not in a]:
+            found += differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    return [] if a == b else [path or "<config>"]
+
+
+def plan_study(
+    config: str | Path | dict[str, Any],
+    seeds: Sequence[int],
+    output: str | Path,
+    strategies: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    variants: Sequence[Variant] = (),
+) -> list[PlannedRun]:
+    """Every (variant, seed) search of a study, validated up front so a bad config fails before any run.
+
+    ``overrides`` apply to every run, then each variant's own (``strategies`` are variants that swap the strategy).
+    Runs go to ``output/seed-N``, or ``output/<label>/seed-N`` when there are strategies or variants.
+    """
+    from cdarts.config import apply_overrides, load_config
+    from cdarts.engine import search_config
+    from cdarts.registry import RegistryError
+
+    if not seeds:
+        raise ConfigError("no seeds given")
+    if len(set(seeds)) != len(seeds) or (strategies and len(set(strategies)) != len(strategies)):
+        raise ConfigError(
+            f"seeds and strategies must not repeat: seeds {list(seeds)}, strategies {list(strategies or [])}"
+        )
+    rows = [*strategy_variants(strategies or []), *variants]
+    labels = [variant.label for variant in rows]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"variant labels must not repeat: {', '.join(map(repr, repeated))} given twice; "
+                          f"labels: {', '.join(labels)}")
+    raw = read_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(dict(config))
+    base = apply_overrides(raw, overrides)
+    load_config(base, search_config)  # a bad config or --set is reported as such, not as one variant's problem
+    output = Path(output)
+    plans = []
+    for variant in rows or [None]:
+        for seed in seeds:
+            if variant is None:
+                run_config = {**base, "seed": seed}
+                filled = load_config(run_config, search_config)
+                plans.append(PlannedRun(filled["strategy"]["type"], seed, run_config, filled, output / f"seed-{seed}"))
+                continue
+            try:
+                run_config = {**apply_variant(base, variant), "seed": seed}
+                filled = load_config(run_config, search_config)
+            except ConfigError as exc:
+                raise ConfigError([f"{variant.origin} {variant.label!r}: {p}" for p in exc.problems]) from None
+            except RegistryError as exc:
+                raise ConfigError(f"{variant.origin} {variant.label!r}: {exc}") from None
+            plans.append(PlannedRun(variant.label, seed, run_config, filled, output / variant.label / f"seed-{seed}"))
+    return plans
+
+
+def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) -> list[RunRecord]:
+    """Run every planned search that has not finished (a folder with ``genotype.json`` is skipped, a started one is
+    resumed from its last checkpoint); refuses a folder that holds a run of another config."""
+    from cdarts.config import load_config
+    from cdarts.engine import search, search_config
+
+    for index, plan in enumerate(plans, start=1):
+        saved = plan.run_dir / "config.yaml"
+        if saved.is_file():
+            changed = differences(load_config(saved, search_config), plan.filled)
+            if changed:
+                raise ConfigError(f"{plan.run_dir} holds a run of another config (differs at "
+                                  f"{', '.join(changed[:5])}); choose another --output or remove that folder")
+        where = f"[{index}/{len(plans)}] {plan.label} seed {plan.seed}"
+        if (plan.run_dir / "genotype.json").is_file():
+            log(f"{where}: finished in {plan.run_dir}, skipping")
+            continue
+        started = plan.run_dir.is_dir() and any(plan.run_dir.iterdir())
+        log(f"{where}: {'resuming' if started else 'searching'} in {plan.run_dir}")
+        search(plan.config, output=plan.run_dir, resume=started)
+    return [load_run(plan.run_dir, plan.label) for plan in plans]
