@@ -20,7 +20,7 @@ from cdarts.ops import NB201_PRIMITIVES, build_op
 from cdarts.ops.layers import ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs, StageTaps, check_stage_taps
-from cdarts.spaces.darts import MixedOp
+from cdarts.spaces.darts.supernet import MixedOp
 
 NODES = 3
 """Computed nodes per cell (node 0 is the input)."""
