@@ -50,6 +50,8 @@ class Registry:
         self.singular = singular
         self.entry_point_group = f"{NAMESPACE}_{kind}"
         self._catalogue = catalogue.create(NAMESPACE, kind, entry_points=True)
+        self.shares_names_with: list[Registry] = []
+        """Registries whose names this one must not repeat (one config slot takes names from both)."""
 
     def register(self, name: str, func: Callable | None = None) -> Callable:
         """Register ``func`` under ``name``; usable as a decorator. Registering a name twice raises."""
@@ -60,6 +62,11 @@ class Registry:
                 raise RegistryError(
                     f"{self.singular} {name!r} is already registered (by {getattr(existing, '__module__', '?')})"
                 )
+            for other in self.shares_names_with:
+                if other.has(name):
+                    module = getattr(other.get(name), "__module__", "?")
+                    raise RegistryError(f"{self.singular} {name!r}: the name is already a {other.singular} (by "
+                                        f"{module}); {self.kind} and {other.kind} share one namespace")
             return self._catalogue.register(name, func=f)
 
         return do_register(func) if func is not None else do_register
@@ -98,10 +105,12 @@ genotypes = Registry("genotypes", "genotype")
 benchmarks = Registry("benchmarks", "benchmark")
 optimizers = Registry("optimizers", "optimizer")
 schedulers = Registry("schedulers", "scheduler")
+costs = Registry("costs", "cost")
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r for r in (
-        ops, spaces, losses, heads, discretizers, strategies, datasets, genotypes, benchmarks, optimizers, schedulers
+        ops, spaces, losses, heads, discretizers, strategies, datasets, genotypes, benchmarks, optimizers, schedulers,
+        costs,
     )
 }
 
@@ -111,3 +120,25 @@ def registry(kind: str) -> Registry:
     if kind not in REGISTRIES:
         raise RegistryError(unknown_name_message("component kind", kind, list(REGISTRIES)))
     return REGISTRIES[kind]
+
+
+# --- strategies and multi-trial methods: two registries, one namespace (``strategy.type`` takes either)
+
+trials = Registry("trials", "multi-trial method")
+"""Search methods that query a benchmark instead of training a supernet (``cdarts.strategies.trials``)."""
+REGISTRIES[trials.kind] = trials
+strategies.shares_names_with.append(trials)
+trials.shares_names_with.append(strategies)
+
+
+def strategy_registry(name: str) -> Registry:
+    """The registry of strategy ``name``: ``strategies`` (weight sharing) or ``trials`` (multi-trial methods); an
+    unknown name, or one that plugins registered in both, raises an error that lists both kinds."""
+    found = [r for r in (strategies, trials) if r.has(name)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        modules = ", ".join(getattr(r.get(name), "__module__", "?") for r in found)
+        raise RegistryError(f"strategy {name!r} is registered both as a strategy and as a multi-trial method "
+                            f"({modules}); uninstall one of the plugins")
+    raise RegistryError(unknown_name_message("strategy", name, strategies.names() + trials.names()))

@@ -105,19 +105,26 @@ def inference_parameters(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_shape: Sequence[int], skip: Sequence[str] = (AUX_PREFIX,)) -> int:
     """Multiply-accumulates (half of torch's counted FLOPs) of one eval-mode forward on one ``input_shape`` input.
 
-    Counted by torch's FlopCounterMode on the operators that run, so fused and batched paths (grouped edge
-    convs) count what they compute; the auxiliary tower runs only in training, and modules whose name contains
-    one of ``skip`` are never counted even when they run.
+    Counted by torch's FlopCounterMode on the operators that run, with every op module run as defined: the discrete
+    cells' grouped fast path (``batch_edges``) drops kernel taps that read only padding at tiny resolutions, but only
+    for edges that share a grouped conv, so what it computes is not the architecture's count (at the published sizes
+    both agree). The auxiliary tower runs only in training, and modules whose name contains one of ``skip`` are
+    never counted even when they run.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     was_training = model.training
+    batched = [m for m in model.modules() if getattr(m, "batch_edges", None) is True]
     model.eval()
     try:
+        for module in batched:
+            module.batch_edges = False
         with torch.no_grad(), counter:
             model(torch.zeros(1, *input_shape))
     finally:
+        for module in batched:
+            module.batch_edges = True
         model.train(was_training)
     per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items() if "." in name}
     skipped = [name for name in per_module if any(s in name.split(".", 1)[1] for s in skip)]

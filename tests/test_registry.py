@@ -15,7 +15,7 @@ import cdarts  # noqa: F401 - registers the built-in components
 from cdarts.registry import REGISTRIES, Registry, RegistryError, close_match, ops, registry, unknown_name_message
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ["ops", "spaces", "losses", "heads", "discretizers", "strategies", "datasets", "genotypes", "benchmarks"]
+KINDS = ["ops", "spaces", "losses", "heads", "discretizers", "strategies", "datasets", "genotypes", "benchmarks", "costs"]
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_unknown_kind_lists_the_kinds():
         registry("opz")
     message = str(info.value)
     assert message.startswith("unknown component kind 'opz'; available: ")
-    assert "benchmarks, datasets, discretizers" in message
+    assert "benchmarks, costs, datasets, discretizers" in message
     assert message.endswith("did you mean 'ops'?")
 
 

@@ -1,4 +1,5 @@
-"""Losses of the search: classification, distillation (with its heads) and architecture regularisers.
+"""Losses of the search: classification, distillation (with its heads) and architecture regularisers (the
+alpha L1 and the resource cost).
 
 Importing this package registers every component in the ``losses`` and ``heads`` registries.
 """
@@ -13,6 +14,7 @@ from cdarts.losses.distillation import (
 )
 from cdarts.losses.heads import AuxClassifierHead, PooledLinearHead, aux_classifier, pooled_linear
 from cdarts.losses.regularizers import AlphaL1, alpha_l1, linear_decay
+from cdarts.losses.resource import ResourceLoss, resource
 
 __all__ = [
     "AlphaL1",
@@ -20,6 +22,7 @@ __all__ = [
     "KLDistillation",
     "MultiLevelDistillation",
     "PooledLinearHead",
+    "ResourceLoss",
     "SmoothL1Distillation",
     "alpha_l1",
     "aux_classifier",
@@ -29,4 +32,5 @@ __all__ = [
     "linear_decay",
     "multi_level",
     "pooled_linear",
+    "resource",
 ]
