@@ -40,6 +40,7 @@ from cdarts.config import (
 from cdarts.data import epoch_seed, make_loader
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, fsync_dir
 from cdarts.models.load import RETRAIN_INFO, find_checkpoint, load_into, load_weights, read_trained
+from cdarts.progress import progress_bar
 from cdarts.retrain.config import config_hash, load_retrain_config
 from cdarts.retrain.data import build_data
 from cdarts.retrain.loop import TrainForward, create_network, make_criterion, model_args
@@ -114,8 +115,12 @@ def train(
     resume: bool = False,
     init: str | Path | None = None,
     progress: bool = True,
+    quiet: bool = False,
 ) -> TrainResult:
     """Retrain a genotype from scratch (or from ``init`` weights) as the config says; return the run.
+
+    ``progress`` shows the batches of each loop (a bar in a terminal, plain lines in a log: ``cdarts.progress``);
+    ``quiet`` prints only warnings and the final result (no progress, no start or epoch lines).
 
     With ``resume`` and ``config`` None the run folder's own ``config.yaml`` is used; a given config must fill
     to the same one. The latest complete checkpoint restores weights, optimizer, EMA, RNGs and logs, so the
@@ -219,9 +224,10 @@ def train(
         steps_log = read_csv(run_dir / "steps.csv")[: step - len(last_steps)] + last_steps if resume else []
         atomic_write_text(run_dir / "steps.csv", csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
         params = inference_parameters(net)
-        log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
-            f"C={mcfg['channels']}) on {data.spec['type']}: {len(data.train)} train / "
-            f"{len(data.val) if data.val is not None else 0} val / {len(data.test)} test images -> {run_dir}")
+        if not quiet:
+            log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
+                f"C={mcfg['channels']}) on {data.spec['type']}: {len(data.train)} train / "
+                f"{len(data.val) if data.val is not None else 0} val / {len(data.test)} test images -> {run_dir}")
     if scheduler is not None:
         scheduler.step(start)
         scheduler.step_update(step)
@@ -233,9 +239,7 @@ def train(
     began_run = time.perf_counter()
 
     def bar(batches: Iterable, desc: str, total: int | None = None) -> Iterable:
-        from tqdm.auto import tqdm
-
-        return tqdm(batches, desc=desc, total=total, disable=not (main and progress), leave=False, dynamic_ncols=True)
+        return progress_bar(batches, desc, total, enabled=main and progress and not quiet)
 
     def measure(model: nn.Module, dataset: Dataset | None, prefix: str) -> dict[str, float]:
         if dataset is None:
@@ -323,11 +327,12 @@ def train(
                     raise WriteError(run_dir / "steps.csv", exc) from exc
                 if improved:
                     publish_best(run_dir, saved)
-                log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss {row['train_loss']:.3f} "
-                    f"top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | test "
-                    f"{_fmt(row['test_top1'])}/{_fmt(row['test_top5'])}"
-                    + (f" | ema test {_fmt(row['ema_test_top1'])}" if ema is not None else "")
-                    + f" | {row['time_s']:.1f}s")
+                if not quiet:
+                    log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss "
+                        f"{row['train_loss']:.3f} top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | "
+                        f"test {_fmt(row['test_top1'])}/{_fmt(row['test_top5'])}"
+                        + (f" | ema test {_fmt(row['ema_test_top1'])}" if ema is not None else "")
+                        + f" | {row['time_s']:.1f}s")
             accelerator.wait_for_everyone()
             guard.at_epoch_end()
 
@@ -345,6 +350,6 @@ def train(
         log(f"\ndone: {chosen} at epoch {(best['epoch'] or 0) + 1}: val {_fmt(best['val_top1'])}, test top-1 "
             f"{_fmt(best.get('test_top1'))} top-5 {_fmt(best.get('test_top5'))} (final epoch test top-1 "
             f"{_fmt(last.get('test_top1'))})\nrun folder: {run_dir}\n  config.yaml, genotype.json, metrics.csv, "
-            f"steps.csv, summary.json, best/, checkpoints/\nexport: cdarts-export {run_dir} --out DIR")
+            f"steps.csv, summary.json, best/, checkpoints/\nexport: cdarts-export --model {run_dir} --output DIR")
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, history, summary)
