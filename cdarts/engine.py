@@ -36,6 +36,7 @@ from cdarts.errors import ConfigError, DataError
 from cdarts.genotypes import DartsGenotype, Genotype
 from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
+from cdarts.progress import progress_bar
 from cdarts.registry import datasets
 from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
 from cdarts.signals import RunGuard, shell_command
@@ -110,8 +111,14 @@ def search(
     overrides: Sequence[str] = (),
     output: str | Path | None = None,
     resume: bool = False,
+    progress: bool = True,
+    quiet: bool = False,
 ) -> SearchResult:
-    """Run a search from a YAML file or a config dict; return the final genotype and the run folder."""
+    """Run a search from a YAML file or a config dict; return the final genotype and the run folder.
+
+    ``progress`` shows the batches of each loop (a bar in a terminal, plain lines in a log: ``cdarts.progress``);
+    ``quiet`` prints only warnings and the final result (no progress, no epoch lines).
+    """
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
@@ -159,6 +166,8 @@ def search(
     guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
                      command=resume_command(config, overrides, run_dir), total_epochs=strategy.total_epochs,
                      checkpoint=found[0] if resume and found is not None else None)
+    if quiet or not progress:
+        ctx.progress = _quiet
     ctx.progress = guard.watching(ctx.progress)  # every training loop's batches: the step boundaries
     with guard:
         for epoch in range(start, strategy.total_epochs):
@@ -184,7 +193,8 @@ def search(
                 guard.checkpoint = save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(),
                                                    state, keep=cfg["keep_checkpoints"])
                 write_logs(run_dir, history)
-                log(epoch_line(row, strategy.total_epochs, genotype))
+                if not quiet:
+                    log(epoch_line(row, strategy.total_epochs, genotype))
                 if metrics.get("collapse"):
                     log("warning: the genotype is collapsing to skip connections (more than half the normal cell's "
                         "ops)")
@@ -240,9 +250,7 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
         )
 
     def progress(batches: Iterable, desc: str, total: int | None = None):
-        from tqdm.auto import tqdm
-
-        return tqdm(batches, desc=desc, total=total, disable=not main, leave=False, dynamic_ncols=True)
+        return progress_bar(batches, desc, total, enabled=main)
 
     for split in ("train", "val"):  # a split smaller than one batch is an error now, not after the run folder exists
         try:
