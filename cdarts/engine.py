@@ -39,9 +39,9 @@ from cdarts.nasbench import benchmark_metrics
 from cdarts.progress import progress_bar
 from cdarts.registry import datasets
 from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.strategies.base import SearchContext, alpha_weights
-from cdarts.strategies.loop import Runtime
 
 SPLITS = ("train", "val", "test")
 
@@ -359,11 +359,8 @@ def plain_splits(data_spec: dict) -> Any:
 
 
 def make_runtime(accelerator: Any, cfg: dict) -> Runtime:
-    precision = cfg["mixed_precision"]
-    dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
-    return Runtime(accelerator.device, dtype, scaler, accelerator.num_processes, cfg["grad_clip"], cfg["nonfinite"],
-                   cfg["max_skipped_batches"], warn=accelerator.print, clip_scope=cfg["clip_scope"])
+    return Runtime(accelerator, cfg["grad_clip"], cfg["nonfinite"], cfg["max_skipped_batches"],
+                   clip_scope=cfg["clip_scope"])
 
 
 @cache

@@ -70,6 +70,14 @@ def tiny_config():
     return make_tiny_config
 
 
+def cpu_runtime(**policy: Any) -> Any:
+    """A single-process CPU ``Runtime`` (fp32) with the given non-finite / clipping policy."""
+    from cdarts.runs import make_accelerator
+    from cdarts.runtime import Runtime
+
+    return Runtime(make_accelerator("no", True), **policy)
+
+
 def cli_env() -> dict[str, str]:
     """Environment for running ``python -m cdarts...`` in a subprocess from any folder."""
     env = dict(os.environ)

@@ -178,7 +178,7 @@ def test_frozen_weights_give_the_same_alpha_gradients():
 
 def test_checkpointed_cells_recompute_with_the_weights_frozen_as_in_the_forward_pass():
     """Step A freezes S's weights for its forward pass and unfreezes them before backward recomputes the cells."""
-    from cdarts.strategies.loop import frozen
+    from cdarts.runtime import frozen
 
     plain, fast = pair({"checkpoint_cells": True})
     x, y = data(4, 8)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, cli_env, make_tiny_config
+from conftest import ROOT, cli_env, cpu_runtime, make_tiny_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -26,8 +26,8 @@ from cdarts.checkpoint import NonFiniteStateError, latest_checkpoint, save_check
 from cdarts.cli.search import main as search_main
 from cdarts.engine import search
 from cdarts.retrain import train
+from cdarts.runtime import NonFiniteLossError
 from cdarts.strategies.base import SearchStrategy
-from cdarts.strategies.loop import NonFiniteLossError, Runtime
 
 EPOCHS = 3  # the tiny config: 1 pretraining + 2 search epochs
 
@@ -39,7 +39,7 @@ import torch
 
 from cdarts.engine import search
 from cdarts.retrain import train
-from cdarts.strategies.loop import Runtime
+from cdarts.runtime import Runtime
 
 torch.set_num_threads(1)  # before any fork: no thread pool exists yet
 calls = 0
@@ -406,7 +406,7 @@ def guarded_parts() -> tuple[nn.Module, nn.Parameter, torch.optim.Optimizer]:
 def test_guard_skip_puts_back_alphas_and_bn_statistics_and_takes_no_step():
     net, alpha, opt = guarded_parts()
     warnings: list[str] = []
-    runtime = Runtime(torch.device("cpu"), grad_clip=None, nonfinite="skip", max_skipped=3, warn=warnings.append)
+    runtime = cpu_runtime(grad_clip=None, nonfinite="skip", max_skipped=3, warn=warnings.append)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with runtime.guard([net], lambda: {"normal": alpha}):  # a non-finite loss term
         loss = net(torch.randn(4, 3)).sum() * math.inf
@@ -432,7 +432,7 @@ def test_guard_skip_puts_back_alphas_and_bn_statistics_and_takes_no_step():
 
 def test_guard_stop_raises_naming_the_alpha():
     net, alpha, _ = guarded_parts()
-    runtime = Runtime(torch.device("cpu"))
+    runtime = cpu_runtime()
     with pytest.raises(NonFiniteLossError, match=r"^alpha 'reduce' is not finite \(has NaN or inf entries\); stop"):
         with runtime.guard([net], lambda: {"normal": alpha.detach()[:1], "reduce": alpha.detach() * math.nan}):
             pass
@@ -454,7 +454,7 @@ def test_non_finite_tensors_are_never_checkpointed(tmp_path):
 RANK_FAULT = """
 import os, sys, time
 
-from cdarts.strategies.loop import Runtime
+from cdarts.runtime import Runtime
 
 original = Runtime.step
 

@@ -49,7 +49,7 @@ def signal_on_nth(nth, signum, original):
 def run(kind, argv, signum, nth):
     if kind == "search":
         from cdarts.cli.search import main
-        from cdarts.strategies.loop import Runtime
+        from cdarts.runtime import Runtime
 
         Runtime.step = signal_on_nth(nth, signum, Runtime.step)
     else:
@@ -271,7 +271,7 @@ import torch
 import cdarts.engine
 from cdarts.cli.search import main
 from cdarts.signals import RunGuard
-from cdarts.strategies.loop import Runtime
+from cdarts.runtime import Runtime
 
 torch.set_num_threads(1)
 rank, output, fault = os.environ["RANK"], sys.argv[2], sys.argv[3]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, cpu_runtime
 from tqdm import tqdm
 
 import cdarts  # noqa: F401 - registers the components
@@ -17,7 +17,7 @@ from cdarts.discretizers import topk
 from cdarts.strategies.base import SearchContext
 from cdarts.strategies.cdarts import CyclicSearch
 from cdarts.strategies.darts import FirstOrderDarts
-from cdarts.strategies.loop import Meter, Runtime
+from cdarts.strategies.loop import Meter
 
 SPLITS = ("train", "val", "val_eval", "test")
 SPACE = {"type": "darts", "channels": 2, "layers": 3, "eval_layers": 4}
@@ -38,7 +38,7 @@ def make_context(calls: list | None = None, batches: int = 2, batch: int = 8) ->
         return data[split]
 
     space = build("spaces", SPACE, 10, 3)
-    return SearchContext(space, topk(), Runtime(torch.device("cpu")), 10, torch.randn(1, 3, 8, 8), loader,
+    return SearchContext(space, topk(), cpu_runtime(), 10, torch.randn(1, 3, 8, 8), loader,
                          lambda batches, **kwargs: tqdm(batches, disable=True))
 
 
@@ -87,7 +87,7 @@ def test_joint_step_changes_alpha_eval_net_and_heads_but_not_search_weights():
     with_grad = [p.grad is not None for p in e_net.parameters()]
     assert e_changed == with_grad, "exactly E's parameters on the selected genotype move"
     assert e_changed[-1] and any(e_changed[:-1])
-    assert {"joint_ce_s", "joint_ce_e", "joint_kd", "joint_reg", "joint_loss"} <= set(meter.totals)
+    assert {"joint_ce_s", "joint_ce_e", "joint_kd", "joint_reg", "joint_loss"} <= set(meter.meters)
 
 
 def test_shared_stem_is_one_module_trained_by_both_steps():
@@ -143,7 +143,7 @@ def test_no_distillation_ablation_has_no_heads_and_no_kd_term():
     assert strategy.distill is None and "distill" not in strategy.modules()
     meter = Meter()
     strategy.joint_step(*batch(), 0.0, 0.0, meter)
-    assert "joint_kd" not in meter.totals and "joint_reg" not in meter.totals
+    assert "joint_kd" not in meter.meters and "joint_reg" not in meter.meters
 
 
 @pytest.mark.parametrize("kind", ["cdarts", "darts"])
@@ -243,7 +243,7 @@ def two_optimizer_grads(scope: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     ``b``'s 12, sqrt(36 + 144) = 13.42 together; each has its own SGD optimizer."""
     a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(9))
     optimizers = [torch.optim.SGD([a], lr=1.0), torch.optim.SGD([b], lr=1.0)]
-    runtime = Runtime(torch.device("cpu")) if scope is None else Runtime(torch.device("cpu"), clip_scope=scope)
+    runtime = cpu_runtime() if scope is None else cpu_runtime(clip_scope=scope)
     runtime.step((3 * a).sum() + (4 * b).sum(), optimizers)
     return a.grad, b.grad
 
@@ -265,7 +265,7 @@ def test_step_clips_each_optimizer_alone_with_per_optimizer_scope():
 
 def test_runtime_rejects_an_unknown_clip_scope():
     with pytest.raises(ValueError, match="clip_scope must be 'global' or 'per_optimizer', got 'both'"):
-        Runtime(torch.device("cpu"), clip_scope="both")
+        cpu_runtime(clip_scope="both")
 
 
 def test_darts_regulariser_decays_on_the_cdarts_schedule():

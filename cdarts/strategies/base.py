@@ -16,14 +16,12 @@ from torch.optim import Optimizer
 from cdarts.config import build
 from cdarts.genotypes import Genotype
 from cdarts.losses.regularizers import linear_decay
+from cdarts.runtime import Runtime, frozen, zero_grad
 from cdarts.strategies.loop import (
     Meter,
-    Runtime,
     correct,
     evaluate,
-    frozen,
     recalibrated_bn,
-    zero_grad,
 )
 
 EVAL_SPLITS = {"val": "val_eval", "test": "test"}

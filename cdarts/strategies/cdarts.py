@@ -19,8 +19,9 @@ from torch.optim import Optimizer
 from cdarts.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, Range, build
 from cdarts.genotypes import genotype_from_json
 from cdarts.registry import strategies
+from cdarts.runtime import frozen, zero_grad
 from cdarts.strategies.base import EVAL_SPLITS, SearchContext, SearchStrategy, guarded_step
-from cdarts.strategies.loop import Meter, correct, frozen, zero_grad
+from cdarts.strategies.loop import Meter, correct
 
 SGD = {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4}
 ADAM = {"type": "adam", "lr": 3e-4, "betas": [0.5, 0.99], "weight_decay": 3e-4}

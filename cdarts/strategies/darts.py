@@ -10,9 +10,10 @@ from typing import Annotated
 
 from cdarts.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, Range
 from cdarts.registry import strategies
+from cdarts.runtime import frozen, zero_grad
 from cdarts.strategies.base import SearchStrategy, guarded_step
 from cdarts.strategies.cdarts import ADAM, SGD
-from cdarts.strategies.loop import Meter, correct, frozen, zero_grad
+from cdarts.strategies.loop import Meter, correct
 
 
 class FirstOrderDarts(SearchStrategy):
