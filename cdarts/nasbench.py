@@ -5,24 +5,27 @@ A benchmark answers ``query(arch) -> {metric: value}`` for an arch string (``|op
 when the benchmark is built) and its benchmark file; ``table`` reads a CSV or JSON file with an arch-string column
 and one column per metric. Both accept a cell in any edge order; ``table`` also finds a cell through an isomorphic
 one (``canonical_nb201``) when the file lacks the exact string. The engine logs every epoch's look-up as
-``bench_<metric>`` (paper Figure 3); ``synthetic_table`` writes a made-up table for demos and tests only.
+``bench_<metric>`` (paper Figure 3); ``cdarts.synthetic`` writes a made-up table for demos and tests only.
+
+Multi-trial methods (``cdarts.strategies.trials``) also need what training a cell cost: ``Benchmark.training`` gives the
+search metric after each epoch of a (proxy) training and its simulated seconds. A table holds them in a
+``train_time_s`` column and ``<metric>@<epoch>`` columns (1-based epochs); NATS-Bench in its 12-epoch results.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.genotypes import NB201Genotype, canonical_nb201, enumerate_nb201, nb201_from_ops, nb201_ops
 from cdarts.genotypes import parse_arch_string as _parse_arch_string
-from cdarts.io import atomic_write_text
 from cdarts.ops import NB201_PRIMITIVES
 from cdarts.registry import benchmarks, close_match
 
@@ -33,6 +36,12 @@ _STANDARD = re.compile(r"\|([^|~+]+)~0\|\+\|([^|~+]+)~0\|([^|~+]+)~1\|\+\|([^|~+
 """An arch string in the standard edge order, read without building a genotype (tables hold 15,625 of them)."""
 
 Ops = tuple[str, ...]
+
+TIME_COLUMN = "train_time_s"
+"""A table's column of each cell's simulated training seconds: what multi-trial methods spend their budget on."""
+EPOCH_COLUMN = re.compile(r"(.+)@([1-9][0-9]*)")
+"""A table's per-epoch columns, ``<metric>@<epoch>``: the metric after each epoch of the training that
+``train_time_s`` timed."""
 
 
 class UnknownArchError(DataError, KeyError):
@@ -58,16 +67,45 @@ def arch_string(arch: str | NB201Genotype) -> str:
     return str(nb201_from_ops(cell_ops(arch)))
 
 
+@dataclass(frozen=True)
+class Training:
+    """One simulated training of a cell, as a multi-trial method pays for and sees it: the search metric after each
+    epoch (``curve``) and the seconds the whole training took; each epoch costs an equal share of them."""
+
+    curve: tuple[float, ...]
+    seconds: float
+
+
 class Benchmark:
-    """What every benchmark offers: the metric names it returns and ``query``."""
+    """What every benchmark offers: the metric names it returns and ``query``; ``primitives``, ``training`` and
+    ``optimum`` for multi-trial methods and Table 1's "Optimal" row."""
 
     name = "benchmark"
     space = "nas-bench-201"
     metrics: tuple[str, ...] = ()
+    primitives: tuple[str, ...] = NB201_PRIMITIVES
+    """The ops of the benchmark's cells: what a multi-trial method samples from."""
 
     def query(self, arch: str | NB201Genotype) -> dict[str, float]:
         """``{metric: value}`` for the cell; raises ``UnknownArchError`` when the benchmark lacks it."""
         raise NotImplementedError
+
+    def training(self, arch: str | NB201Genotype, metric: str) -> Training:
+        """The simulated training a multi-trial method pays for: ``metric`` per epoch and the seconds it took."""
+        raise ConfigError(f"benchmark {self.name!r} has no training times, which multi-trial methods spend their "
+                          "budget on; use a table with a 'train_time_s' column or nats-bench")
+
+    def optimum(self) -> dict[str, float]:
+        """The best value of each metric over the space's cells, each metric its own cell (Table 1's "Optimal")."""
+        best = dict.fromkeys(self.metrics, math.nan)
+        for cell in enumerate_nb201(self.primitives):
+            try:
+                values = self.query(cell)
+            except UnknownArchError:
+                continue
+            for metric, value in values.items():
+                best[metric] = value if math.isnan(best[metric]) else max(best[metric], value)
+        return best
 
     def __call__(self, arch: str | NB201Genotype) -> dict[str, float]:
         return self.query(arch)
@@ -135,7 +173,8 @@ class TableBenchmark(Benchmark):
     """Look-ups in a table of arch strings and metrics, read once into memory.
 
     Rows are keyed by the cell's ops, so a cell written with a node's edges in another order is found; with
-    ``canonical`` a cell the table lacks is answered by a row of the same ``canonical_nb201`` class.
+    ``canonical`` a cell the table lacks is answered by a row of the same ``canonical_nb201`` class. The
+    ``train_time_s`` and ``<metric>@<epoch>`` columns are no metrics: they are the training ``training`` reports.
     """
 
     name = "table"
@@ -146,14 +185,22 @@ class TableBenchmark(Benchmark):
             raise FileNotFoundError(f"benchmark table {str(self.path)!r} does not exist")
         columns, rows = _read_rows(self.path)
         _missing_columns("arch", [arch_column], columns, self.path)
-        names = tuple(metrics) if metrics is not None else tuple(c for c in columns if c != arch_column)
+        self.curve_columns = _epoch_columns(columns, self.path)
+        """metric -> its per-epoch columns, epoch 1 first."""
+        reserved = {arch_column, TIME_COLUMN, *(c for group in self.curve_columns.values() for c in group)}
+        names = tuple(metrics) if metrics is not None else tuple(c for c in columns if c not in reserved)
         if not names:
             raise FileError(f"benchmark table {str(self.path)!r} has no metric columns besides {arch_column!r}")
         _missing_columns("metric", names, columns, self.path)
         self.arch_column, self.metrics, self.canonical = arch_column, names, canonical
+        self.has_times = TIME_COLUMN in columns
+        extra = ([TIME_COLUMN] if self.has_times else []) + [c for group in self.curve_columns.values() for c in group]
         self.rows: dict[Ops, dict[str, float]] = {}
+        self.extra: dict[Ops, dict[str, float]] = {}
+        """Per cell: its training time and per-epoch values, by column."""
         self.ops: set[str] = set(NB201_PRIMITIVES)
         """Ops a canonical look-up may meet (others would make ``canonical_nb201`` enumerate a larger space)."""
+        seen: set[str] = set()
         for number, row in enumerate(rows, start=2 if self.path.suffix.lower() == ".csv" else 1):
             where = f"{self.path}: row {number}"
             try:
@@ -163,7 +210,11 @@ class TableBenchmark(Benchmark):
             if ops in self.rows:
                 raise FileError(f"{where}: cell {row.get(arch_column)!r} appears twice")
             self.rows[ops] = {m: _number(row.get(m), f"{where}, column {m!r}") for m in names}
-            self.ops.update(ops)
+            self.extra[ops] = {c: _number(row.get(c), f"{where}, column {c!r}") for c in extra}
+            seen.update(ops)
+        self.ops |= seen
+        others = tuple(sorted(seen - set(NB201_PRIMITIVES)))
+        self.primitives = tuple(op for op in NB201_PRIMITIVES if op in seen) + others
         self._by_class: dict[Ops, Ops] | None = None
 
     def _canonical_index(self) -> dict[Ops, Ops]:
@@ -177,16 +228,54 @@ class TableBenchmark(Benchmark):
             self._by_class = index
         return self._by_class
 
-    def query(self, arch: str | NB201Genotype) -> dict[str, float]:
+    def _key(self, arch: str | NB201Genotype) -> Ops:
+        """The table row that answers for the cell (itself or, with ``canonical``, an isomorphic one)."""
         ops = cell_ops(arch)
-        row = self.rows.get(ops)
-        if row is None and self.canonical and self.ops.issuperset(ops):
-            found = self._canonical_index().get(nb201_ops(canonical_nb201(nb201_from_ops(ops))))
-            row = self.rows.get(found) if found is not None else None
-        if row is None:
+        if ops not in self.rows and self.canonical and self.ops.issuperset(ops):
+            ops = self._canonical_index().get(nb201_ops(canonical_nb201(nb201_from_ops(ops))), ops)
+        if ops not in self.rows:
             also = " (nor an isomorphic cell)" if self.canonical else ""
             raise UnknownArchError(f"benchmark table {str(self.path)!r} has no cell {arch_string(arch)!r}{also}")
-        return dict(row)
+        return ops
+
+    def query(self, arch: str | NB201Genotype) -> dict[str, float]:
+        return dict(self.rows[self._key(arch)])
+
+    def training(self, arch: str | NB201Genotype, metric: str) -> Training:
+        """``<metric>@<epoch>`` values (or, without them, the ``metric`` column as a one-epoch curve) and
+        ``train_time_s``."""
+        if not self.has_times:
+            raise FileError(f"benchmark table {str(self.path)!r} has no {TIME_COLUMN!r} column (each cell's training "
+                            "seconds), which multi-trial methods spend their budget on")
+        key = self._key(arch)
+        extra = self.extra[key]
+        seconds = extra[TIME_COLUMN]
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise FileError(f"benchmark table {str(self.path)!r}: cell {arch_string(arch)!r} has {TIME_COLUMN} "
+                            f"{seconds}; expected a number of seconds >= 0")
+        if metric in self.curve_columns:
+            return Training(tuple(extra[c] for c in self.curve_columns[metric]), seconds)
+        return Training((self.rows[key][metric],), seconds)
+
+    def optimum(self) -> dict[str, float]:
+        return {m: max((row[m] for row in self.rows.values() if not math.isnan(row[m])), default=math.nan)
+                for m in self.metrics}
+
+
+def _epoch_columns(columns: list[str], path: Path) -> dict[str, list[str]]:
+    """``<metric>@<epoch>`` columns grouped by metric in epoch order; the epochs of a metric must be 1, 2, ..., E."""
+    epochs: dict[str, dict[int, str]] = {}
+    for column in columns:
+        match = EPOCH_COLUMN.fullmatch(column)
+        if match:
+            epochs.setdefault(match[1], {})[int(match[2])] = column
+    for metric, found in epochs.items():
+        if sorted(found) != list(range(1, len(found) + 1)):
+            missing = min(set(range(1, max(found) + 1)) - set(found))
+            raise FileError(f"benchmark table {str(path)!r}: the per-epoch columns of {metric!r} skip epoch "
+                            f"{missing} (epochs {', '.join(map(str, sorted(found)))}); expected {metric}@1 to "
+                            f"{metric}@{max(found)}")
+    return {metric: [found[e] for e in sorted(found)] for metric, found in epochs.items()}
 
 
 @benchmarks.register("table")
@@ -198,7 +287,8 @@ def table(
     canonical: bool = True,
 ) -> TableBenchmark:
     """A CSV or JSON table: ``arch_column`` holds arch strings, ``metrics`` names the metric columns (default: every
-    other column); ``canonical`` answers a missing cell from an isomorphic one."""
+    other column but ``train_time_s`` and the per-epoch ``<metric>@<epoch>`` ones, which multi-trial methods read);
+    ``canonical`` answers a missing cell from an isomorphic one."""
     return TableBenchmark(path, arch_column, metrics, canonical)
 
 
@@ -233,7 +323,7 @@ class NatsBenchmark(Benchmark):
 
     name = "nats-bench"
 
-    def __init__(self, path: str | None, metrics: Sequence[str], hp: str) -> None:
+    def __init__(self, path: str | None, metrics: Sequence[str], hp: str, search_hp: str) -> None:
         unknown = [m for m in metrics if m not in NATS_METRICS]
         if unknown or not metrics:
             raise ConfigError(f"unknown nats-bench metric {unknown[0] if unknown else '(none given)'!r}; "
@@ -251,14 +341,18 @@ class NatsBenchmark(Benchmark):
                 f"NATS-Bench file {str(location)!r} does not exist; download {NATS_FILE}-simple (a folder) or "
                 f"{NATS_FILE}.pickle.pbz2 from the NATS-Bench project and set the benchmark's 'path' (or $TORCH_HOME)"
             )
-        self.path, self.metrics, self.hp = location, tuple(metrics), hp
+        self.path, self.metrics, self.hp, self.search_hp = location, tuple(metrics), hp, search_hp
         self.api = nats_bench.create(str(location), "tss", fast_mode=location.is_dir(), verbose=False)
 
-    def query(self, arch: str | NB201Genotype) -> dict[str, float]:
+    def _index(self, arch: str | NB201Genotype) -> tuple[int, str]:
         text = arch_string(arch)
         index = self.api.query_index_by_arch(text)
         if index is None or index < 0:
             raise UnknownArchError(f"NATS-Bench ({self.path}) has no cell {text!r}")
+        return index, text
+
+    def query(self, arch: str | NB201Genotype) -> dict[str, float]:
+        index, text = self._index(arch)
         infos: dict[str, dict[str, Any]] = {}
         result = {}
         for metric in self.metrics:
@@ -268,6 +362,21 @@ class NatsBenchmark(Benchmark):
             result[metric] = _number(infos[dataset].get(key), f"NATS-Bench {dataset} {key} of {text!r}")
         return result
 
+    def training(self, arch: str | NB201Genotype, metric: str) -> Training:
+        """The ``search_hp`` training (12 epochs by default) as NATS-Bench's ``simulate_train_eval`` times it: its
+        training seconds plus one evaluation, and ``metric`` after each epoch (mean over the trained seeds)."""
+        if metric not in NATS_METRICS:
+            raise ConfigError(f"unknown nats-bench metric {metric!r}; available: {', '.join(NATS_METRICS)}")
+        index, text = self._index(arch)
+        dataset, key = NATS_METRICS[metric]
+        infos = [self.api.get_more_info(index, dataset, iepoch=epoch, hp=self.search_hp, is_random=False)
+                 for epoch in range(int(self.search_hp))]
+        where = f"NATS-Bench {dataset} (hp {self.search_hp}) of {text!r}"
+        split = key.split("-")[0]
+        seconds = (_number(infos[-1].get("train-all-time"), f"{where}, train-all-time")
+                   + _number(infos[-1].get(f"{split}-per-time"), f"{where}, {split}-per-time"))
+        return Training(tuple(_number(info.get(key), f"{where}, {key}") for info in infos), seconds)
+
 
 @benchmarks.register("nats-bench")
 def nats_bench(
@@ -275,10 +384,12 @@ def nats_bench(
     path: str | None = None,
     metrics: list[NatsMetric] = list(NATS_METRICS),  # noqa: B006 - schema default
     hp: Literal["12", "200"] = "200",
+    search_hp: Literal["12", "200"] = "12",
 ) -> NatsBenchmark:
     """The official NATS-Bench API (``pip install nats_bench`` plus its benchmark file, at ``path`` or under
-    ``$TORCH_HOME``); ``hp`` picks the 200-epoch (NAS-Bench-201's) or the 12-epoch training results."""
-    return NatsBenchmark(path, metrics, hp)
+    ``$TORCH_HOME``); ``hp`` picks the 200-epoch (NAS-Bench-201's) or the 12-epoch training results that ``query``
+    reports, ``search_hp`` the training that multi-trial methods simulate (NAS-Bench-201's protocol: 12 epochs)."""
+    return NatsBenchmark(path, metrics, hp, search_hp)
 
 
 def benchmark_metrics(
@@ -293,34 +404,3 @@ def benchmark_metrics(
             warn(f"warning: {exc}")
         values = dict.fromkeys(benchmark.metrics, math.nan)
     return {f"{PREFIX}{name}": float(value) for name, value in values.items()}
-
-
-SYNTHETIC_WEIGHTS = {"none": 0.0, "skip_connect": 0.35, "avg_pool_3x3": 0.45, "nor_conv_1x1": 0.8, "nor_conv_3x3": 1.0}
-
-
-def synthetic_accuracies(arch: str | NB201Genotype) -> dict[str, float]:
-    """Made-up but deterministic "accuracies" of a cell: NOT NAS-Bench-201 numbers, only for demos and tests.
-
-    Computed on the canonical cell (isomorphic cells agree up to a little hash noise), they reward parameterised
-    ops on live edges, like the real benchmark does, so correlations and curves have something to show.
-    """
-    ops = nb201_ops(canonical_nb201(nb201_from_ops(cell_ops(arch))))
-    weights = [SYNTHETIC_WEIGHTS.get(op, 0.5) for op in ops]
-    skips = sum(op == "skip_connect" for op in ops)
-    score = sum(weights) + 0.5 * weights[-1] + 0.3 * weights[3] - 0.4 * max(0, skips - 2)
-    digest = hashlib.sha256(arch_string(arch).encode()).digest()
-    noise = [(byte / 255.0 - 0.5) for byte in digest[:2]]
-    base = 10.0 + 80.0 / (1.0 + math.exp(-(score - 2.5)))
-    return {"valid_acc": round(base + 1.5 * noise[0], 4), "test_acc": round(base + 0.6 + 1.5 * noise[1], 4)}
-
-
-def synthetic_table(path: str | Path, primitives: Sequence[str] = NB201_PRIMITIVES) -> Path:
-    """Write a CSV of ``synthetic_accuracies`` for every cell over ``primitives`` (15,625 by default).
-
-    Demo data only: real numbers need the real NATS-Bench file (the ``nats-bench`` benchmark).
-    """
-    lines = ["arch,valid_acc,test_acc"]
-    for cell in enumerate_nb201(primitives):
-        values = synthetic_accuracies(cell)
-        lines.append(f"{cell},{values['valid_acc']},{values['test_acc']}")
-    return atomic_write_text(path, "\n".join(lines) + "\n")

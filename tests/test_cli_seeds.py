@@ -16,8 +16,8 @@ from cdarts.cli import analyze, seeds
 from cdarts.cli import main as main_cli
 from cdarts.config import load_config
 from cdarts.engine import search_config
-from cdarts.nasbench import synthetic_accuracies
 from cdarts.runs import FolderLock
+from cdarts.synthetic import synthetic_accuracies
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "nb201-demo.yaml"

@@ -20,10 +20,9 @@ from cdarts.nasbench import (
     arch_string,
     benchmark_metrics,
     cell_ops,
-    synthetic_accuracies,
-    synthetic_table,
 )
 from cdarts.registry import benchmarks
+from cdarts.synthetic import synthetic_accuracies, synthetic_table
 
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"

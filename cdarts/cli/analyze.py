@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     corr.add_argument("--epoch", type=int, help="use this epoch's alpha (0-based; default: the last)")
     corr.add_argument("--output", type=Path, help="folder for correlation.json/.png (default: RUN_DIR)")
     table = commands.add_parser("synthetic-table", help="write a made-up benchmark table of all 15,625 cells (demo)")
-    table.add_argument("out", type=Path, help="CSV file to write (columns arch, valid_acc, test_acc)")
+    table.add_argument("out", type=Path, help="CSV file to write (columns arch, valid_acc, test_acc, train_time_s, "
+                                              "valid_acc@1 ... valid_acc@12)")
     return p
 
 
@@ -55,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "synthetic-table":
-        from cdarts.nasbench import synthetic_table
+        from cdarts.synthetic import synthetic_table
 
         print(f"wrote {synthetic_table(args.out)}: synthetic numbers for demos and tests, not NAS-Bench-201 results")
         return 0

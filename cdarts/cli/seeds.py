@@ -3,16 +3,24 @@
 
 Runs one independent search per (variant, seed), each in ``OUTPUT/seed-N`` (``OUTPUT/<label>/seed-N`` with
 strategies or variants: a strategy is a variant that swaps the strategy); finished seeds are skipped and interrupted
-ones resumed, so the command can simply be run again. Then writes ``report.md``, ``report.csv``, ``runs.csv`` (paper
-Tables 1, 5 and 6) and ``curves.png`` (Figures 3 and 6).
+ones resumed, so the command can simply be run again. ``--strategies`` takes weight-sharing strategies and
+multi-trial methods alike (``cdarts list strategies``): a multi-trial method queries the config's benchmark with the
+run's seed instead of training (an interrupted one starts over: it costs seconds). Then writes ``report.md`` (paper
+Table 1 under the benchmark's optimum when the config has a benchmark, Tables 5 and 6), ``report.csv``, ``runs.csv``
+and ``curves.png`` (Figures 3 and 6).
 """
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cdarts  # noqa: F401 - registers every built-in component
 from cdarts.cli.common import report_user_errors
+
+if TYPE_CHECKING:
+    from cdarts.reports.study import PlannedRun
 
 
 def int_list(text: str) -> list[int]:
@@ -38,8 +46,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML search config (see configs/)")
     p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--strategies", type=name_list,
-                   help="comma-separated strategies to compare, e.g. cdarts,darts; each other than the config's "
-                        "runs at its defaults with the config's epochs (default: the config's strategy only)")
+                   help="comma-separated strategies to compare, e.g. cdarts,darts,random,evolution; each other than "
+                        "the config's runs at its defaults with the config's epochs; a multi-trial method (random, "
+                        "evolution, reinforce, bohb, ...) queries the config's benchmark instead of training "
+                        "(default: the config's strategy only)")
     p.add_argument("--variant", dest="variants", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
                    help="a labelled set of overrides run for every seed into OUTPUT/LABEL, one report row each, e.g. "
                         "darts+reg:strategy.type=darts,strategy.reg_weight=5 (repeatable)")
@@ -51,6 +61,17 @@ def parser() -> argparse.ArgumentParser:
                    help="override a config value for every run, e.g. --set strategy.epochs=3 (repeatable)")
     p.add_argument("--output", help="study folder (default runs/<config-name>-seeds)")
     return p
+
+
+def study_optimum(plans: Sequence[PlannedRun]) -> dict[str, float] | None:
+    """The best value of each metric of the benchmark every run of the study used (Table 1's "Optimal" row); None
+    when the runs had none, or different ones."""
+    from cdarts.config import build
+
+    specs = [plan.filled.get("benchmark") for plan in plans]
+    if not specs[0] or any(spec != specs[0] for spec in specs):
+        return None
+    return build("benchmarks", specs[0]).optimum()
 
 
 @report_user_errors
@@ -70,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_study(plans)
         labels = ", ".join(dict.fromkeys(run.label for run in runs))
         title = f"{Path(args.config).stem}: {labels}, {len(args.seeds)} seed{'s' * (len(args.seeds) > 1)}"
-        paths = write_report(runs, output, title, rows)
-    print("\n" + markdown_report(runs, title, variants=rows).split("\n## Runs")[0].rstrip())
+        optimum = study_optimum(plans)
+        paths = write_report(runs, output, title, rows, optimum)
+    print("\n" + markdown_report(runs, title, variants=rows, optimum=optimum).split("\n## Runs")[0].rstrip())
     print("\n" + "\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
 

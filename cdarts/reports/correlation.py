@@ -14,7 +14,7 @@ from cdarts.errors import ConfigError, DataError, FileError
 from cdarts.genotypes import NB201_EDGES, nb201_from_ops
 from cdarts.io import atomic_write, atomic_write_json
 from cdarts.nasbench import PREFIX, Benchmark, UnknownArchError
-from cdarts.reports.markdown import metric_title
+from cdarts.reports.format import metric_title
 
 
 def final_alpha(run_dir: str | Path, epoch: int | None = None) -> tuple[int, list[str], list[list[float]]]:

@@ -2,45 +2,22 @@
 plot ``curves.png`` (paper Figures 3 and 6)."""
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from cdarts.io import atomic_write, atomic_write_text
 from cdarts.nasbench import PREFIX
+from cdarts.reports.format import code, csv_table, markdown_table, mean_pm_std, metric_title, number
 from cdarts.reports.records import RunRecord, curve_metrics, curves, report_metrics, summarize
+from cdarts.reports.table1 import table1_lines
 from cdarts.reports.variants import Variant
 
 
-def metric_title(metric: str) -> str:
-    """``bench_test_acc`` -> ``benchmark test_acc``; the search's own metrics keep their names."""
-    return f"benchmark {metric[len(PREFIX):]}" if metric.startswith(PREFIX) else metric
-
-
-def _pm(mean: float, std: float) -> str:
-    return "-" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
-
-
-def _num(value: Any) -> str:
-    return "-" if not isinstance(value, float) or math.isnan(value) else f"{value:.2f}"
-
-
-def _code(text: str) -> str:
-    """Inline code for a Markdown table cell: an arch string's pipes are escaped so they do not split the row."""
-    return "`" + text.replace("|", "\\|") + "`"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def markdown_report(runs: Sequence[RunRecord], title: str, plot: str | None = None,
-                    variants: Sequence[Variant] = ()) -> str:
-    """The report as Markdown: mean ± std per strategy (Table 1's form), then every run with its genotype (Table 6).
+                    variants: Sequence[Variant] = (), optimum: Mapping[str, float] | None = None) -> str:
+    """The report as Markdown: Table 1 (benchmark accuracies per method, under the benchmark's ``optimum``) when the
+    runs had a benchmark, mean ± std of every final metric per strategy, then every run with its genotype (Table 6).
     With ``variants`` the rows are the variants, each with the overrides that make it."""
     metrics = report_metrics(runs)
     summary = summarize(runs, metrics, variants)
@@ -52,28 +29,20 @@ def markdown_report(runs: Sequence[RunRecord], title: str, plot: str | None = No
     if not any(m.startswith(PREFIX) for m in metrics):
         lines += ["No benchmark was configured: the accuracies are the search's own val/test splits, not "
                   "NAS-Bench-201 numbers.", ""]
-    made = {v.label: ", ".join(map(_code, v.overrides)) or "the config as given" for v in variants}
-    lines += _table([column, "runs", *names, *(["overrides"] if variants else [])],
-                    [[row[column], str(row["runs"]), *(_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
-                      *([made.get(row[column], "")] if variants else [])]
-                     for row in summary])
+    table1 = table1_lines(runs, optimum, column if variants else "method")
+    lines += [*table1, *(["## All final metrics", ""] if table1 else [])]
+    made = {v.label: ", ".join(map(code, v.overrides)) or "the config as given" for v in variants}
+    lines += markdown_table(
+        [column, "runs", *names, *(["overrides"] if variants else [])],
+        [[row[column], str(row["runs"]), *(mean_pm_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
+          *([made.get(row[column], "")] if variants else [])] for row in summary])
     lines += ["", "## Runs", ""]
-    lines += _table([column, "seed", *names, "genotype"],
-                    [[r.label, str(r.seed), *(_num(r.final.get(m)) for m in metrics), _code(r.genotype)]
-                     for r in runs])
+    lines += markdown_table([column, "seed", *names, "genotype"],
+                            [[r.label, str(r.seed), *(number(r.final.get(m)) for m in metrics), code(r.genotype)]
+                             for r in runs])
     if plot:
         lines += ["", f"![accuracy against search epoch]({plot})"]
     return "\n".join(lines) + "\n"
-
-
-def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue()
-
 
 
 def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[str] | None = None) -> Path:
@@ -90,6 +59,7 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
     if not runs or not metrics:
         raise ValueError("nothing to plot: no runs or no per-epoch accuracy columns")
     bench = any(m.startswith(PREFIX) for m in metrics)
+    trials = any(row.get("phase") == "trial" for run in runs for row in run.rows[:1])
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.9), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -103,7 +73,7 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
         if pretrain:
             ax.axvspan(0.5, max(pretrain) + 0.5, color="0.9", zorder=0, label="pretraining")
         ax.set_title(metric_title(metric))
-        ax.set_xlabel("search epoch")
+        ax.set_xlabel("search epoch (multi-trial methods: query)" if trials else "search epoch")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -119,21 +89,24 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
 
 
 def write_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "Search report",
-                 variants: Sequence[Variant] = ()) -> dict[str, Path]:
-    """Write ``report.md``, ``report.csv`` (mean and std per strategy, or per variant with its overrides), ``runs.csv``
-    (every run) and ``curves.png`` into ``out_dir``; returns their paths by kind."""
+                 variants: Sequence[Variant] = (), optimum: Mapping[str, float] | None = None) -> dict[str, Path]:
+    """Write ``report.md`` (with Table 1 under the benchmark's ``optimum``), ``report.csv`` (mean and std per strategy,
+    or per variant with its overrides), ``runs.csv`` (every run) and ``curves.png`` into ``out_dir``; returns their
+    paths by kind."""
     if not runs:
         raise ValueError("no finished runs to report")
     out_dir = Path(out_dir)
     metrics = report_metrics(runs)
     paths = {"plot": plot_curves(runs, out_dir / "curves.png")}
-    paths["markdown"] = atomic_write_text(out_dir / "report.md", markdown_report(runs, title, "curves.png", variants))
+    paths["markdown"] = atomic_write_text(out_dir / "report.md", markdown_report(runs, title, "curves.png", variants,
+                                                                              optimum))
     column = "variant" if variants else "strategy"
     summary_columns = [column, "runs"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     summary_columns += ["overrides"] if variants else []
-    paths["csv"] = atomic_write_text(out_dir / "report.csv", _csv(summary_columns, summarize(runs, metrics, variants)))
+    summary = summarize(runs, metrics, variants)
+    paths["csv"] = atomic_write_text(out_dir / "report.csv", csv_table(summary_columns, summary))
     run_rows = [{column: r.label, "seed": r.seed, **{m: r.final.get(m, math.nan) for m in metrics},
                  "genotype": r.genotype, "run_dir": str(r.run_dir)} for r in runs]
     paths["runs"] = atomic_write_text(out_dir / "runs.csv",
-                                      _csv([column, "seed", *metrics, "genotype", "run_dir"], run_rows))
+                                      csv_table([column, "seed", *metrics, "genotype", "run_dir"], run_rows))
     return paths

@@ -8,6 +8,7 @@ reports its ``mean ± std``.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,13 +31,15 @@ accuracy when every run has an E, so a sweep over its depth shows paper Figure 6
 
 @dataclass
 class RunRecord:
-    """One finished search run as read from its folder."""
+    """One finished run (a search or a multi-trial run) as read from its folder."""
 
     label: str
     seed: int
     run_dir: Path
     genotype: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    method_name: str | None = None
+    """What the method is, where its ``summary.json`` says (e.g. "BOHB-like (optuna TPE + Hyperband)")."""
 
     @property
     def final(self) -> dict[str, Any]:
@@ -72,7 +75,9 @@ def load_run(run_dir: str | Path, label: str | None = None) -> RunRecord:
     strategy = config.get("strategy") or {}
     label = label or (strategy.get("type") if isinstance(strategy, dict) else str(strategy)) or "search"
     genotype = str(load_genotype(run_dir / "genotype.json"))
-    return RunRecord(label, int(config.get("seed", 0)), run_dir, genotype, read_metrics(run_dir / "metrics.csv"))
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    name = summary.get("name") if isinstance(summary, dict) and isinstance(summary.get("name"), str) else None
+    return RunRecord(label, int(config.get("seed", 0)), run_dir, genotype, read_metrics(run_dir / "metrics.csv"), name)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

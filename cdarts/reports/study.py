@@ -22,6 +22,8 @@ class PlannedRun:
     config: dict[str, Any]
     filled: dict[str, Any]
     run_dir: Path
+    trials: bool = False
+    """A multi-trial method's run (``cdarts.strategies.trials``), not a search."""
 
 
 def differences(a: Any, b: Any, path: str = "") -> list[str]:
@@ -42,14 +44,15 @@ def plan_study(
     overrides: Sequence[str] = (),
     variants: Sequence[Variant] = (),
 ) -> list[PlannedRun]:
-    """Every (variant, seed) search of a study, validated up front so a bad config fails before any run.
+    """Every (variant, seed) run of a study, validated up front so a bad config fails before any run.
 
-    ``overrides`` apply to every run, then each variant's own (``strategies`` are variants that swap the strategy).
-    Runs go to ``output/seed-N``, or ``output/<label>/seed-N`` when there are strategies or variants.
+    ``overrides`` apply to every run, then each variant's own (``strategies`` are variants that swap the strategy;
+    a multi-trial method's run takes the seed and benchmark of a search config). Runs go to ``output/seed-N``, or
+    ``output/<label>/seed-N`` when there are strategies or variants.
     """
-    from cdarts.config import apply_overrides, load_config
-    from cdarts.engine import search_config
+    from cdarts.config import apply_overrides, build, load_config
     from cdarts.registry import RegistryError
+    from cdarts.strategies.trials.run import config_root, trial_config
 
     if not seeds:
         raise ConfigError("no seeds given")
@@ -65,37 +68,41 @@ def plan_study(
                           f"labels: {', '.join(labels)}")
     raw = read_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(dict(config))
     base = apply_overrides(raw, overrides)
-    load_config(base, search_config)  # a bad config or --set is reported as such, not as one variant's problem
+    load_config(base, config_root(base))  # a bad config or --set is reported as such, not as one variant's problem
     output = Path(output)
     plans = []
     for variant in rows or [None]:
         for seed in seeds:
-            if variant is None:
-                run_config = {**base, "seed": seed}
-                filled = load_config(run_config, search_config)
-                plans.append(PlannedRun(filled["strategy"]["type"], seed, run_config, filled, output / f"seed-{seed}"))
-                continue
             try:
-                run_config = {**apply_variant(base, variant), "seed": seed}
-                filled = load_config(run_config, search_config)
+                run_config = {**(base if variant is None else apply_variant(base, variant)), "seed": seed}
+                root = config_root(run_config)
+                filled = load_config(run_config, root)
+                if root is trial_config:  # a method's missing optional package is found now, not after other runs
+                    build("trials", filled["strategy"])
             except ConfigError as exc:
+                if variant is None:
+                    raise
                 raise ConfigError([f"{variant.origin} {variant.label!r}: {p}" for p in exc.problems]) from None
             except RegistryError as exc:
                 raise ConfigError(f"{variant.origin} {variant.label!r}: {exc}") from None
-            plans.append(PlannedRun(variant.label, seed, run_config, filled, output / variant.label / f"seed-{seed}"))
+            label = filled["strategy"]["type"] if variant is None else variant.label
+            folder = output if variant is None else output / variant.label
+            plans.append(PlannedRun(label, seed, run_config, filled, folder / f"seed-{seed}", root is trial_config))
     return plans
 
 
 def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) -> list[RunRecord]:
-    """Run every planned search that has not finished (a folder with ``genotype.json`` is skipped, a started one is
-    resumed from its last checkpoint); refuses a folder that holds a run of another config."""
+    """Run every planned run that has not finished (a folder with ``genotype.json`` is skipped; a started search is
+    resumed from its last checkpoint, a started multi-trial run starts over); refuses a folder that holds a run of
+    another config."""
     from cdarts.config import load_config
     from cdarts.engine import search, search_config
+    from cdarts.strategies.trials.run import run_trials, trial_config
 
     for index, plan in enumerate(plans, start=1):
         saved = plan.run_dir / "config.yaml"
         if saved.is_file():
-            changed = differences(load_config(saved, search_config), plan.filled)
+            changed = differences(load_config(saved, trial_config if plan.trials else search_config), plan.filled)
             if changed:
                 raise ConfigError(f"{plan.run_dir} holds a run of another config (differs at "
                                   f"{', '.join(changed[:5])}); choose another --output or remove that folder")
@@ -104,6 +111,10 @@ def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) ->
             log(f"{where}: finished in {plan.run_dir}, skipping")
             continue
         started = plan.run_dir.is_dir() and any(plan.run_dir.iterdir())
+        if plan.trials:
+            log(f"{where}: {'starting over' if started else 'querying the benchmark'} in {plan.run_dir}")
+            run_trials(plan.config, output=plan.run_dir, restart=started)
+            continue
         log(f"{where}: {'resuming' if started else 'searching'} in {plan.run_dir}")
         search(plan.config, output=plan.run_dir, resume=started)
     return [load_run(plan.run_dir, plan.label) for plan in plans]

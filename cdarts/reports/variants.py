@@ -16,15 +16,23 @@ from cdarts.errors import ConfigError
 
 def strategy_variant(config: dict[str, Any], name: str) -> dict[str, Any]:
     """``config`` with its strategy replaced by strategy ``name`` at its defaults, keeping the epochs and pretraining
-    epochs so the curves line up; ``config`` itself when its strategy already is ``name``."""
+    epochs so the curves line up; ``config`` itself when its strategy already is ``name``. A multi-trial method's
+    config keeps only the seed and benchmark of a search config (``trial_variant``)."""
     from cdarts.config import config_parameters, load_config
     from cdarts.engine import search_config
-    from cdarts.registry import strategies
+    from cdarts.registry import strategy_registry, trials
+    from cdarts.strategies.trials.run import is_trial_config, trial_variant
 
+    kind = strategy_registry(name)
+    if kind is trials:
+        return trial_variant(config, name)
+    if is_trial_config(config):
+        raise ConfigError(f"strategy {name!r} trains a supernet on data: --config must be a search config (data, "
+                          "space, strategy, benchmark), not a multi-trial one")
     current = load_config(config, search_config)["strategy"]
     if current["type"] == name:
         return copy.deepcopy(config)
-    params = config_parameters(strategies.get(name))
+    params = config_parameters(kind.get(name))
     kept = {k: current[k] for k in ("epochs", "pretrain_epochs") if k in params and k in current}
     return {**copy.deepcopy(config), "strategy": {"type": name, **kept}}
 
