@@ -34,6 +34,7 @@ CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Classes = Annotated[int, Range(ge=2, why="a classifier needs two classes")]
+Finite = Annotated[float, Range()]
 
 
 class BadImageError(DataError):
@@ -338,12 +339,6 @@ def digits(
     """
     from sklearn.datasets import load_digits
 
-    if channels not in (1, 3):
-        raise ConfigError(f"channels must be 1 or 3, got {channels}")
-    if image_size < 1:
-        raise ConfigError(f"image_size must be at least 1, got {image_size}")
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     bunch = load_digits()
     images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
     if image_size != images.shape[-1]:
@@ -377,8 +372,6 @@ def cifar(
     cutout: int,
 ) -> DatasetSplits:
     """CIFAR-10/100 with DARTS's augmentation; the folder must hold the extracted python batches unless downloading."""
-    if cutout < 0:
-        raise ConfigError(f"cutout must be >= 0 px, got {cutout}")
     folder = Path(root) / dataset_class.base_folder
     if not download:
         hint = f"; pass `download: true` or point `root` at a folder holding the extracted '{folder.name}'"
@@ -420,26 +413,6 @@ def cifar100(
     return cifar(tv_datasets.CIFAR100, CIFAR100_MEAN, CIFAR100_STD, root, download, augment, cutout)
 
 
-def normalisation(mean: list[float] | None, std: list[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The given per-channel RGB mean/std, ImageNet's where omitted."""
-    mean_t = IMAGENET_MEAN if mean is None else tuple(float(v) for v in mean)
-    std_t = IMAGENET_STD if std is None else tuple(float(v) for v in std)
-    if len(mean_t) != 3 or len(std_t) != 3:
-        raise ConfigError(f"mean and std need 3 values (RGB), got mean={list(mean_t)} std={list(std_t)}")
-    if min(std_t) <= 0:
-        raise ConfigError(f"std values must be positive, got {list(std_t)}")
-    return mean_t, std_t
-
-
-def check_options(image_size: int, **fractions: float) -> None:
-    """Clear errors for an image size below 1 px or a fraction outside (0, 1]."""
-    if image_size < 1:
-        raise ConfigError(f"image_size must be at least 1, got {image_size}")
-    for name, fraction in fractions.items():
-        if not 0 < fraction <= 1:
-            raise ConfigError(f"{name} must be in (0, 1], got {fraction}")
-
-
 @datasets.register("imagefolder")
 def imagefolder(
     *,
@@ -447,8 +420,8 @@ def imagefolder(
     image_size: PositiveInt = 32,
     test_fraction: Annotated[float, Range(gt=0, le=1)] = 0.1,
     augment: bool = True,
-    mean: list[Annotated[float, Range()]] | None = None,
-    std: list[PositiveFloat] | None = None,
+    mean: tuple[Finite, Finite, Finite] | None = None,
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None,
     num_classes: Classes | None = None,
     skip_bad_images: bool = False,
 ) -> DatasetSplits:
@@ -460,8 +433,8 @@ def imagefolder(
     the file when it is loaded, or with ``skip_bad_images`` is found by opening every image up front and skipped
     with a warning.
     """
-    check_options(image_size, test_fraction=test_fraction)
-    mean_t, std_t = normalisation(mean, std)
+    mean_t = IMAGENET_MEAN if mean is None else tuple(mean)
+    std_t = IMAGENET_STD if std is None else tuple(std)
     base = require_folder(Path(root))
     train_dir = require_folder(base / "train", "; expected root/train/<class>/<image>")
     train_folder = image_folder(train_dir, num_classes, skip_bad_images)
@@ -528,14 +501,11 @@ def imagenet(
     ``test`` is ``root/val``, per-class subsampled to ``test_fraction``. ``num_classes``, when set, must match the
     class folders. An unreadable image is an error naming the file when it is loaded.
     """
-    check_options(image_size, train_fraction_per_class=train_fraction_per_class, test_fraction=test_fraction)
-    if not 0 <= val_fraction_per_class < 1 or train_fraction_per_class + val_fraction_per_class > 1:
+    if train_fraction_per_class + val_fraction_per_class > 1:
         raise ConfigError(
             f"val_fraction_per_class must be in [0, 1) and sum with train_fraction_per_class "
             f"({train_fraction_per_class}) to at most 1, got {val_fraction_per_class}"
         )
-    if not 0 <= hue <= 0.5:
-        raise ValueError(f"hue must be in [0, 0.5], got {hue}")
     base = require_folder(Path(root))
     train_folder = image_folder(require_folder(base / "train"), num_classes)
     val_folder = image_folder(require_folder(base / "val"))

@@ -11,6 +11,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Subset, TensorDataset
 
+from cdarts.config import ConfigError, validate_component
 from cdarts.data import (
     Cutout,
     DatasetSplits,
@@ -96,9 +97,19 @@ def test_digits_augmentation_is_a_translation_without_flip() -> None:
     assert len(plain) == len(augmented)
 
 
-def test_digits_rejects_bad_channels() -> None:
-    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
-        digits(channels=2)
+def test_dataset_ranges_are_config_errors_before_anything_is_read() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_component("datasets", {"type": "digits", "channels": 2, "image_size": 0, "test_fraction": 1})
+    assert info.value.problems == ["image_size: expected at least 1, got 0",
+                                   "channels: invalid value 2; valid choices: 1, 3",
+                                   "test_fraction: expected in (0, 1), got 1"]
+    with pytest.raises(ConfigError) as info:
+        validate_component("datasets", {"type": "imagefolder", "root": "x", "mean": [0.5, 0.5], "std": [1, 0, 1]})
+    assert info.value.problems == ["mean: expected 3 items (tuple[float, float, float]), got 2",
+                                   "std[1]: expected greater than 0, got 0"]
+    with pytest.raises(ConfigError) as info:
+        validate_component("datasets", {"type": "cifar10", "cutout": -1})
+    assert info.value.problems == ["cutout: expected at least 0, got -1"]
 
 
 def test_search_split_sizes_and_seeding(digit_splits: DatasetSplits) -> None:
@@ -207,8 +218,9 @@ def test_imagenet_color_jitter_has_the_public_codes_hue(tmp_path: Path) -> None:
     assert (default.brightness, default.contrast, default.saturation) == ((0.6, 1.4),) * 3
     assert default.hue == (-0.2, 0.2)
     assert jitter(hue=0.0).hue is None
-    with pytest.raises(ValueError, match=r"^hue must be in \[0, 0.5\], got 0.7$"):
-        imagenet(root=str(tmp_path), image_size=16, hue=0.7)
+    with pytest.raises(ConfigError) as info:
+        validate_component("datasets", {"type": "imagenet", "root": str(tmp_path), "hue": 0.7})
+    assert info.value.problems == ["hue: expected in [0, 0.5] (torchvision's hue range), got 0.7"]
 
 
 def test_imagenet_search_val_eval_is_search_val_without_augmentation(tmp_path: Path) -> None:
