@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import cdarts.losses  # noqa: F401 - registers the losses and heads
-from cdarts.config import build, validate_component
+from cdarts.config import ConfigError, build, validate_component
 from cdarts.losses import linear_decay
-from cdarts.registry import losses
+from cdarts.registry import losses, ops
 from cdarts.spaces.base import StageOutputs
 
 STUDENT = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
@@ -280,6 +280,16 @@ def test_alpha_l1_unknown_op_names_it_and_lists_primitives():
         build("losses", {"type": "alpha_l1", "ops": ["skip_conect"]}, PRIMITIVES)
     assert all(p in str(info.value) for p in PRIMITIVES)
     assert "did you mean 'skip_connect'" in str(info.value)
+
+
+def test_alpha_l1_op_names_are_checked_with_the_config():
+    with pytest.raises(ConfigError) as info:
+        validate_component("losses", {"type": "alpha_l1", "ops": ["skip_connect", "skip_conect"]},
+                           "strategy.regularizer")
+    assert info.value.problems == [
+        f"strategy.regularizer.ops[1]: unknown op 'skip_conect'; available: {', '.join(ops.names())}; "
+        "did you mean 'skip_connect'?"
+    ]
 
 
 # --- lambda' schedule -------------------------------------------------------------------------------------------

@@ -28,8 +28,6 @@ class KLDistillation(nn.Module):
         detach_teacher: bool = False,
     ):
         super().__init__()
-        if reduction not in ("batchmean", "mean"):
-            raise ValueError(f"reduction must be 'batchmean' or 'mean', got {reduction!r}")
         self.temperature = temperature
         self.reduction = reduction
         self.detach_teacher = detach_teacher
@@ -86,10 +84,6 @@ class MultiLevelDistillation(nn.Module):
         super().__init__()
         if len(heads) != len(levels):
             raise ValueError(f"need one head per level, got {len(heads)} heads for levels {list(levels)}")
-        if weighting not in ("learned", "uniform"):
-            raise ValueError(f"weighting must be 'learned' or 'uniform', got {weighting!r}")
-        if combine not in ("sum", "concat"):
-            raise ValueError(f"combine must be 'sum' or 'concat', got {combine!r}")
         self.levels = list(levels)
         self.heads = nn.ModuleList(heads)
         self.kd = kd

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from cdarts.config import Registered
 from cdarts.errors import ConfigError
 from cdarts.registry import losses, unknown_name_message
 
@@ -28,8 +29,6 @@ class AlphaL1(nn.Module):
         for op in ops:
             if op not in primitives:
                 raise ConfigError(f"alpha_l1: {unknown_name_message('op', op, list(primitives))}")
-        if on not in ("logits", "softmax"):
-            raise ValueError(f"alpha_l1: 'on' must be 'logits' or 'softmax', got {on!r}")
         self.primitives = list(primitives)
         self.ops = list(ops)
         self.on = on
@@ -50,7 +49,7 @@ class AlphaL1(nn.Module):
 def alpha_l1(
     primitives: list[str],
     *,
-    ops: list[str] = ["skip_connect"],  # noqa: B006 - the signature is the config schema; never mutated
+    ops: list[Registered("ops")] = ["skip_connect"],  # noqa: B006 - the signature is the config schema; never mutated
     on: Literal["logits", "softmax"] = "logits",
 ) -> nn.Module:
     """L1 of alpha entries of ``ops``. Paper: skip_connect only, raw logits ("logits"); the public code also
