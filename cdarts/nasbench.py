@@ -250,9 +250,9 @@ class TableBenchmark(Benchmark):
         key = self._key(arch)
         extra = self.extra[key]
         seconds = extra[TIME_COLUMN]
-        if not (math.isfinite(seconds) and seconds >= 0):
+        if not (math.isfinite(seconds) and seconds > 0):
             raise FileError(f"benchmark table {str(self.path)!r}: cell {arch_string(arch)!r} has {TIME_COLUMN} "
-                            f"{seconds}; expected a number of seconds >= 0")
+                            f"{seconds}; expected a positive number of seconds")
         if metric in self.curve_columns:
             return Training(tuple(extra[c] for c in self.curve_columns[metric]), seconds)
         return Training((self.rows[key][metric],), seconds)

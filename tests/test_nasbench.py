@@ -12,17 +12,20 @@ import pytest
 
 from cdarts.config import ConfigError, build, validate_component
 from cdarts.engine import search
+from cdarts.errors import FileError
 from cdarts.genotypes import canonical_nb201, enumerate_nb201, nb201_from_ops, parse_arch_string
 from cdarts.nasbench import (
     NATS_METRICS,
+    Benchmark,
     NatsMetric,
+    Training,
     UnknownArchError,
     arch_string,
     benchmark_metrics,
     cell_ops,
 )
 from cdarts.registry import benchmarks
-from cdarts.synthetic import synthetic_accuracies, synthetic_table
+from cdarts.synthetic import synthetic_accuracies, synthetic_table, synthetic_training
 
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -297,3 +300,68 @@ def test_search_with_a_missing_table_fails_before_training(tmp_path, tiny_config
     with pytest.raises(FileNotFoundError, match="does not exist"):
         search(nb201_config(tiny_config, {"type": "table", "path": str(tmp_path / "none.csv")}), output=tmp_path / "r")
     assert not (tmp_path / "r" / "metrics.csv").exists()
+
+
+# --- what multi-trial methods read: training times, per-epoch numbers, the optimum
+
+
+def test_table_training_reads_the_time_and_per_epoch_columns(tmp_path):
+    rows = [(CONV, 93.0, 94.0, 120.5, 50.0, 70.0, 80.0), (SKIP, 39.0, 54.0, 30, 10, 20, 30)]
+    header = ("arch", "valid_acc", "test_acc", "train_time_s", "valid_acc@1", "valid_acc@2", "valid_acc@3")
+    path = write_csv(tmp_path / "t.csv", rows, header=header)
+    bench = table(path)
+    assert bench.metrics == ("valid_acc", "test_acc") and bench.query(CONV) == {"valid_acc": 93.0, "test_acc": 94.0}
+    assert bench.training(CONV, "valid_acc") == Training((50.0, 70.0, 80.0), 120.5)
+    assert bench.training(SKIP, "test_acc") == Training((54.0,), 30.0), "no per-epoch columns: one epoch, the metric"
+    assert bench.primitives == ("skip_connect", "nor_conv_3x3")
+    assert bench.optimum() == {"valid_acc": 93.0, "test_acc": 94.0}
+
+
+def test_table_per_epoch_columns_must_not_skip_an_epoch(tmp_path):
+    path = write_csv(tmp_path / "gap.csv", [(CONV, 1, 2, 3)], header=("arch", "acc", "acc@1", "acc@3"))
+    with pytest.raises(FileError, match="the per-epoch columns of 'acc' skip epoch 2 \\(epochs 1, 3\\); expected acc@1 "
+                                        "to acc@3"):
+        table(path)
+
+
+def test_table_training_needs_positive_times(table_path, tmp_path):
+    with pytest.raises(FileError, match="has no 'train_time_s' column"):
+        table(table_path).training(CONV, "valid_acc")
+    bench = table(write_csv(tmp_path / "t.csv", [(CONV, 1.0, 0)], header=("arch", "valid_acc", "train_time_s")))
+    with pytest.raises(FileError, match="has train_time_s 0.0; expected a positive number of seconds"):
+        bench.training(CONV, "valid_acc")
+
+
+def test_optimum_over_the_space_skips_cells_the_benchmark_lacks(table_path):
+    class Partial(Benchmark):
+        metrics = ("valid_acc", "test_acc")
+
+        def query(self, arch):
+            return table(table_path).query(arch)
+
+    assert Partial().optimum() == {"valid_acc": 93.76, "test_acc": 94.37}
+
+
+def test_nats_bench_training_is_the_12_epoch_run_with_its_seconds(tmp_path, fake_nats):
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    bench = build("benchmarks", {"type": "nats-bench", "path": str(folder), "metrics": ["cifar10_valid"]})
+    index = bench.api.archs.index(CONV)
+
+    def info(index, dataset, iepoch=None, hp="12", is_random=True):
+        bench.api.calls.append((index, dataset, iepoch, hp, is_random))
+        return {"valid-accuracy": 50.0 + iepoch, "train-all-time": 10.0 * (iepoch + 1), "valid-per-time": 2.5}
+
+    bench.api.get_more_info = info
+    training = bench.training(CONV, "cifar10_valid")
+    assert training == Training(tuple(50.0 + e for e in range(12)), 122.5)
+    assert bench.api.calls == [(index, "cifar10-valid", e, "12", False) for e in range(12)]
+
+
+def test_synthetic_training_rises_to_the_synthetic_accuracy(tmp_path):
+    conv, skip = synthetic_training(CONV), synthetic_training(SKIP)
+    assert len(conv.curve) == 12 and conv.curve[0] < conv.curve[-1]
+    assert abs(conv.curve[-1] - 0.98 * synthetic_accuracies(CONV)["valid_acc"]) < 1.5
+    assert (conv.seconds, skip.seconds) == (228.0, 55.2), "12 epochs of 4 s plus 2.5 s a conv, 0.1 s a skip"
+    bench = table(synthetic_table(tmp_path / "syn.csv", ["none", "skip_connect", "nor_conv_3x3"]))
+    assert bench.training(CONV, "valid_acc") == conv
