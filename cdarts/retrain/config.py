@@ -1,4 +1,5 @@
 """The retrain config schema: the keys of a ``cdarts-train`` YAML, their ranges and defaults, and reading one."""
+from __future__ import annotations
 
 import copy
 import hashlib
@@ -82,6 +83,8 @@ def retrain_config(
     scheduler: Component("schedulers") = {"type": "cosine"},  # noqa: B006
     label_smoothing: Fraction = 0.0,
     grad_clip: Annotated[float, Range(gt=0)] | None = 5.0,
+    nonfinite: Literal["stop", "skip"] = "stop",
+    max_skipped_batches: NonNegativeInt = 10,
     ema: Section(ema_section) | None = None,
     mixed_precision: Literal["no", "fp16", "bf16"] = "no",
     cpu: bool = False,
@@ -99,7 +102,9 @@ def retrain_config(
     the updates per epoch (quick trials). ``dist_timeout_s`` bounds how long a process waits for the others: if one
     dies or hangs, the rest exit with one line naming its rank. On SIGTERM, SIGHUP or SIGINT the run stops at the next
     step, dropping the partial epoch, or with ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it
-    prints the command that resumes it and exits with 128 + the signal (see :mod:`cdarts.signals`).
+    prints the command that resumes it and exits with 128 + the signal (see :mod:`cdarts.signals`). ``nonfinite`` is
+    the search's policy for a NaN/inf loss or gradient (:class:`cdarts.runtime.Runtime`): ``stop``, or ``skip`` the
+    batch at most ``max_skipped_batches`` times.
     """
 
 

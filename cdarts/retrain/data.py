@@ -1,4 +1,5 @@
 """The splits a retrain run trains, chooses its best epoch and reports on, with timm's augmentation."""
+from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -43,8 +43,17 @@ from cdarts.models.load import RETRAIN_INFO, find_checkpoint, load_into, load_we
 from cdarts.progress import progress_bar
 from cdarts.retrain.config import config_hash, load_retrain_config
 from cdarts.retrain.data import build_data
-from cdarts.retrain.loop import TrainForward, create_network, make_criterion, model_args
+from cdarts.retrain.loop import (
+    TrainForward,
+    create_network,
+    make_criterion,
+    model_args,
+    train_one_epoch,
+    unwrap,
+    validate,
+)
 from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.stats import inference_parameters
 
@@ -128,8 +137,6 @@ def train(
     """
     from accelerate.utils import set_seed
 
-    from cdarts.evaluate import evaluate
-
     if config is None:
         if not resume or output is None:
             raise ConfigError("a config is needed (only --resume with --output can reuse the run's own config.yaml)")
@@ -177,8 +184,9 @@ def train(
         updates_per_epoch = min(updates_per_epoch, cfg["max_steps_per_epoch"])
     optimizer = build("optimizers", cfg["optimizer"], net.parameters())
     scheduler = build("schedulers", cfg["scheduler"], optimizer, cfg["epochs"], updates_per_epoch)
-    wrapped, optimizer = accelerator.prepare(TrainForward(net), optimizer)
-    net = accelerator.unwrap_model(wrapped).net
+    wrapped = accelerator.prepare(TrainForward(net))
+    net = unwrap(wrapped)
+    runtime = Runtime(accelerator, cfg["grad_clip"], cfg["nonfinite"], cfg["max_skipped_batches"], ddp=world > 1)
     ema = None
     if cfg["ema"] is not None:
         from timm.utils import ModelEmaV3
@@ -242,11 +250,7 @@ def train(
         return progress_bar(batches, desc, total, enabled=main and progress and not quiet)
 
     def measure(model: nn.Module, dataset: Dataset | None, prefix: str) -> dict[str, float]:
-        if dataset is None:
-            return {}
-        result = evaluate(model, bar(eval_loader(dataset), prefix), accelerator.device, accelerator.autocast,
-                          reduce=(lambda t: accelerator.reduce(t, "sum")) if world > 1 else None)
-        return {f"{prefix}_loss": result["loss"], f"{prefix}_top1": result["top1"], f"{prefix}_top5": result["top5"]}
+        return {} if dataset is None else validate(model, bar(eval_loader(dataset), prefix), runtime, prefix)
 
     command = shell_command("cdarts-train", "--output", run_dir, "--resume", *(["--init", init] if init else []))
     guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
@@ -257,49 +261,15 @@ def train(
             guard.epoch = epoch
             began = time.perf_counter()
             net.drop_path_prob = mcfg["drop_path_rate"] * epoch / cfg["epochs"]
-            wrapped.train()
-            totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
-            steps_rows = []
             batches = bar(train_loader(epoch), f"epoch {epoch + 1}/{cfg['epochs']}", updates_per_epoch)
-            for index, (x, y) in enumerate(batches):
-                if index >= updates_per_epoch:
-                    break
-                guard.at_step()
-                x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
-                target = y
-                if mixup is not None:
-                    x, target = mixup(x, y)
-                lr = optimizer.param_groups[0]["lr"]
-                logits, aux_logits = wrapped(x)
-                loss = criterion(logits, target)
-                if aux_logits is not None:
-                    loss = loss + mcfg["auxiliary_weight"] * criterion(aux_logits, target)
-                if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(f"the training loss became {loss.item()} at step {step + 1} "
-                                             f"(epoch {epoch + 1}); lower optimizer.lr or enable grad_clip")
-                accelerator.backward(loss)
-                if cfg["grad_clip"]:
-                    accelerator.clip_grad_norm_(wrapped.parameters(), cfg["grad_clip"])
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if scheduler is not None:
-                    scheduler.step_update(step)
-                if ema is not None:
-                    ema.update(net, step=step)
-                n = len(y)
-                totals += torch.tensor([loss.item() * n, float((logits.argmax(-1) == y).sum()), n],
-                                       dtype=torch.float64, device=accelerator.device)
-                steps_rows.append({"step": step, "epoch": epoch, "lr": lr, "loss": loss.item()})
-                if hasattr(batches, "set_postfix"):
-                    batches.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
+            train_row, steps_rows, step = train_one_epoch(
+                epoch, wrapped, batches, optimizer, criterion, runtime, step=step, updates=updates_per_epoch,
+                scheduler=scheduler, ema=ema, mixup=mixup, aux_weight=mcfg["auxiliary_weight"],
+                before_step=guard.at_step)
             if scheduler is not None:
                 scheduler.step(epoch + 1)
-            if world > 1:
-                totals = accelerator.reduce(totals, "sum")
             row = {"epoch": epoch, "step": step, "lr": steps_rows[-1]["lr"] if steps_rows else math.nan,
-                   "drop_path": net.drop_path_prob, "train_loss": float(totals[0] / totals[2]),
-                   "train_top1": float(100 * totals[1] / totals[2])}
+                   "drop_path": net.drop_path_prob, **train_row}
             row.update(measure(net, data.val, "val"))
             row.update(measure(net, data.test, "test"))
             if ema is not None:
