@@ -233,7 +233,24 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed % 2**64, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-class RankLoader(DataLoader):
+class SeededLoader(DataLoader):
+    """A DataLoader that gives the same order every time it is iterated: its generator restarts from ``seed``.
+
+    A plain seeded DataLoader draws a new order at each ``iter()``, so the batches a loop sees would depend on how
+    many times a wrapper (a progress bar that opens an iterator in its constructor, as ``tqdm.auto``'s does) called
+    ``iter()`` before the loop did.
+    """
+
+    def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Any]:
+        self.generator.manual_seed(self.seed)
+        return super().__iter__()
+
+
+class RankLoader(SeededLoader):
     """A DataLoader of one rank's shard whose augmentation draws from random streams of its own.
 
     ``generator`` (seeded with the rank's seed) seeds the worker processes. Without workers, the dataset's transforms
@@ -293,8 +310,8 @@ def make_loader(
     (:func:`rank_seed`, :class:`RankLoader`): the ranks crop and flip differently, while the global RNG, which
     initialises the networks, stays equal on all of them.
     """
-    generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
+        generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
         short = -len(order) % world_size
         if drop_last and short:
@@ -309,15 +326,9 @@ def make_loader(
         )
     if world_size > 1:
         return RankLoader(dataset, batch_size=batch_size, drop_last=drop_last, num_workers=num_workers,
-                          generator=torch.Generator().manual_seed(rank_seed(seed, rank)))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        generator=generator,
-    )
+                          seed=rank_seed(seed, rank))
+    return SeededLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
+                        seed=seed)
 
 
 def require_folder(path: Path, hint: str = "") -> Path:

@@ -318,3 +318,19 @@ def test_training_shards_pad_to_equal_batch_counts_and_eval_shards_count_each_im
     evaluation = [make_loader(indices, 100, shuffle=False, seed=0, drop_last=False, rank=rank, world_size=2)
                   for rank in (0, 1)]
     assert sorted(torch.cat([x for loader in evaluation for x, _ in loader]).tolist()) == list(range(255))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_a_loader_gives_the_same_order_however_often_it_is_iterated(world_size):
+    """A wrapper that opens an iterator before the loop does (tqdm.auto's progress bar) must not change the batches:
+    with a plain seeded DataLoader the loop saw the second shuffle when a disabled bar wrapped it, the first when a
+    plain-line progress did."""
+    from tqdm.auto import tqdm
+
+    dataset = torch.utils.data.TensorDataset(torch.arange(40.0), torch.arange(40))
+    loader = make_loader(dataset, 4, shuffle=True, seed=3, rank=0, world_size=world_size)
+    first = [y.tolist() for _, y in loader]
+    wrapped = [y.tolist() for _, y in tqdm(loader, disable=True)]
+    assert first == wrapped == [y.tolist() for _, y in loader]
+    flat = [v for batch in first for v in batch]
+    assert flat != sorted(flat)  # shuffled
