@@ -21,6 +21,7 @@ from cdarts.ops.layers import ReLUConvBN
 from cdarts.registry import spaces
 from cdarts.spaces.base import StageOutputs, StageTaps, check_stage_taps
 from cdarts.spaces.darts.supernet import MixedOp
+from cdarts.spaces.paths import OnePath
 
 NODES = 3
 """Computed nodes per cell (node 0 is the input)."""
@@ -108,9 +109,19 @@ class NB201SearchCell(nn.Module):
             states.append(total if isinstance(total, Tensor) else torch.zeros_like(x))
         return states[-1]
 
+    def forward_path(self, x: Tensor, index: Sequence[int], weights: Tensor | None = None) -> Tensor:
+        """Only the ops of a path (``cdarts.spaces.paths``): one per edge, scaled as in ``MixedOp.forward_one``."""
+        states = [x]
+        for node in range(1, NODES + 1):
+            edges = [(self.edges[row], states[i], index[row], None if weights is None else weights[row])
+                     for row, i in _node_rows(node)]
+            states.append(sum(edge.forward_one(h, op, w) for edge, h, op, w in edges))
+        return states[-1]
 
-class NB201Supernet(NB201Skeleton):
-    """The search network S: every cell shares one alpha, ``alphas_cell`` (rows in ``NB201_EDGES`` order).
+
+class NB201Supernet(OnePath, NB201Skeleton):
+    """The search network S: every cell shares one alpha, ``alphas_cell`` (rows in ``NB201_EDGES`` order); inside
+    ``one_path`` only a path's ops run (``cdarts.spaces.paths``).
 
     ``arch_parameters()`` and ``weight_parameters()`` are disjoint and together cover ``parameters()``.
     """
@@ -145,6 +156,9 @@ class NB201Supernet(NB201Skeleton):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def forward_stages(self, x: Tensor) -> StageOutputs:
+        if self.path is not None:
+            index, weights = self.path["cell"], self.edge_weights("cell")
+            return self.run_stages(x, lambda cell, h: cell.forward_path(h, index, weights))
         weights = F.softmax(self.alphas_cell, dim=-1)
         return self.run_stages(x, lambda cell, h: cell(h, weights))
 
@@ -252,6 +266,7 @@ class NB201Space:
 
     name = "nas-bench-201"
     default_discretizer = {"type": "argmax"}
+    cell_types = ("cell",)
 
     def __init__(
         self,

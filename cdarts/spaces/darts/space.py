@@ -23,6 +23,7 @@ class DartsSpace:
 
     name = "darts"
     default_discretizer = {"type": "topk"}
+    cell_types = ("normal", "reduce")
 
     def __init__(
         self,

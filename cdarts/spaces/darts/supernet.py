@@ -19,6 +19,7 @@ from cdarts.spaces.fastpath.edges import factorized_reduce
 from cdarts.spaces.fastpath.inputs import EdgeInputs, NodeInputs
 from cdarts.spaces.fastpath.layout import keep_layout
 from cdarts.spaces.fastpath.plan import plan_sources
+from cdarts.spaces.paths import OFF, OnePath
 
 
 class MixedOp(nn.Module):
@@ -42,6 +43,15 @@ class MixedOp(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         return sum(weights[i] * self.ops[i](x) for i in self.computed)
+
+    def forward_one(self, x: Tensor, index: int, weights: Tensor | None = None) -> Tensor:
+        """Op ``index`` alone. With ``weights`` (a hard one-hot row that carries alpha's gradient, GDAS) its output
+        is scaled by ``weights[index]`` and the other weights are added as scalars: zero in the forward pass, their
+        gradient is the output's summed gradient (the straight-through estimate of Dong & Yang's public code)."""
+        out = self.ops[index](x)
+        if weights is None:
+            return out
+        return out * weights[index] + torch.cat([weights[:index], weights[index + 1 :]]).sum()
 
 
 class SearchCell(nn.Module):
@@ -93,6 +103,20 @@ class SearchCell(nn.Module):
             offset += len(states) - 1
         return torch.cat(states[2:], dim=1)
 
+    def forward_path(self, s0: Tensor, s1: Tensor, index: Sequence[int], weights: Tensor | None = None) -> Tensor:
+        """Only the ops of a path (``cdarts.spaces.paths``): per edge the op ``index[row]``, or nothing for ``OFF``;
+        ``weights`` scales them as in ``MixedOp.forward_one``."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for node in range(self.nodes):
+            rows = [(offset + i, h) for i, h in enumerate(states) if index[offset + i] != OFF]
+            if not rows:
+                raise ValueError(f"node {node + 2} of the path has no edge")
+            states.append(sum(self.edges[row].forward_one(h, index[row], None if weights is None else weights[row])
+                              for row, h in rows))
+            offset += len(states) - 1
+        return torch.cat(states[2:], dim=1)
+
 
 @contextlib.contextmanager
 def replaying(module: nn.Module, requires_grad: list[bool]) -> Iterator[None]:
@@ -121,8 +145,9 @@ def replaying(module: nn.Module, requires_grad: list[bool]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class DartsSupernet(nn.Module):
-    """The search network S: mixed-op cells sharing one alpha per cell type.
+class DartsSupernet(OnePath, nn.Module):
+    """The search network S: mixed-op cells sharing one alpha per cell type; inside ``one_path`` only a path's ops
+    run (``cdarts.spaces.paths``: no fast path, no cell checkpointing, which serve the weighted sum).
 
     Architecture parameters (``alphas_normal``, ``alphas_reduce``) are kept apart from the weights:
     ``arch_parameters()`` and ``weight_parameters()`` are disjoint and together cover ``parameters()``.
@@ -204,11 +229,15 @@ class DartsSupernet(nn.Module):
     def forward_stages(self, x: Tensor) -> StageOutputs:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        weights = {name: F.softmax(alpha, dim=-1) for name, alpha in self.alphas().items()}
+        weights = None if self.path is not None else {name: F.softmax(a, dim=-1) for name, a in self.alphas().items()}
         s0, s1 = self.stem(x)
         stages = []
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, self.run_cell(cell, s0, s1, weights["reduce" if cell.reduction else "normal"])
+            kind = "reduce" if cell.reduction else "normal"
+            if weights is None:
+                s0, s1 = s1, cell.forward_path(s0, s1, self.path[kind], self.edge_weights(kind))
+            else:
+                s0, s1 = s1, self.run_cell(cell, s0, s1, weights[kind])
             stages += [keep_layout(s1)] * self.stage_ends.count(i)  # twice when the last cell reduces
         logits = self.classifier(F.adaptive_avg_pool2d(keep_layout(s1), 1).flatten(1))
         return StageOutputs(logits, stages)
