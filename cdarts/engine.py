@@ -177,6 +177,7 @@ def search(
             metrics.update(strategy.evaluate(epoch))
             genotype = strategy.genotype()
             metrics.update(diagnostics(genotype, strategy.alphas()))
+            metrics.update(strategy.cost_metrics(genotype))
             if benchmark is not None:
                 metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
             phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
@@ -206,10 +207,24 @@ def search(
         atomic_write_json(run_dir / "genotype.json", genotype.to_json())
         if cfg["plots"]:
             write_plots(run_dir, genotype, history)
+        report = budget_report(ctx.discretizer, strategy)
+        if report:
+            log(report)
         log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
             f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
     accelerator.wait_for_everyone()
     return SearchResult(genotype, run_dir, history)
+
+
+def budget_report(discretizer: Any, strategy: Any) -> str:
+    """What a discretizer with a budget changed to make the final genotype fit it (empty without a budget)."""
+    if getattr(discretizer, "table", None) is None:
+        return ""
+    fit = discretizer.explain(strategy.alphas(), strategy.ctx.space.edges, strategy.ctx.space.primitives)
+    unit = discretizer.table.unit
+    lines = [f"budget {discretizer.limit:,.6g} {unit}: the genotype costs {fit.cost:,.6g} {unit} "
+             f"({fit.unconstrained:,.6g} before {len(fit.changes)} change(s))"]
+    return "\n".join(lines + [f"  {change}" for change in fit.changes])
 
 
 def resume_command(config: str | Path | dict, overrides: Sequence[str], run_dir: Path) -> str:
@@ -258,6 +273,8 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
         except DataError as exc:
             raise DataError(f"search {split} split: {exc}") from None
     sample = splits.train[0][0].unsqueeze(0)
+    if hasattr(discretizer, "bind"):  # a discretizer with a cost budget needs the space's costs
+        discretizer = discretizer.bind(space, tuple(sample.shape[1:]))
     ctx = SearchContext(space, discretizer, runtime, splits.num_classes, sample, loader, progress,
                         cfg["max_steps_per_epoch"], cfg["eval_bn_batches"])
     strategy.setup(ctx)

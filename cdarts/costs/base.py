@@ -113,17 +113,36 @@ class CostTable:
     network: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] | None = None
 
-    def expected(self, weights: Mapping[str, Tensor]) -> Tensor:
+    def expected(self, weights: Mapping[str, Tensor], keep: int | None = None) -> Tensor:
         """``fixed + sum`` over cell types of ``weights * rows``: the expected cost when each edge draws its op from
-        ``weights`` (softmax of alpha, or a sampling strategy's distribution). Differentiable in ``weights``."""
+        ``weights`` (softmax of alpha, or a sampling strategy's distribution). Differentiable in ``weights``.
+
+        ``keep=k`` is for a discretizer that keeps ``k`` edges per node (top-k): each edge's cost then counts with
+        its share of the node's edges, ``min(1, k * s / sum(s))`` of its non-``none`` weight ``s`` (without that an
+        expected DARTS cell would have all 14 edges where its genotype has 8). Both agree with a genotype's exact
+        cost when the weights are one-hot (``none`` on the edges it leaves out).
+        """
         missing = sorted(set(self.rows) - set(weights))
         if missing:
             raise ValueError(f"no op weights for cell type(s) {', '.join(missing)}; got {', '.join(weights)}")
         total = torch.tensor(self.fixed, dtype=torch.float64)
         for group, costs in self.rows.items():
-            w = weights[group]
-            total = total.to(w.device) + (w.to(torch.float64) * costs.to(w.device)).sum()
+            w = weights[group].to(torch.float64)
+            per_edge = (w * costs.to(w.device)).sum(-1)
+            if keep is not None:
+                per_edge = per_edge * self.keep_share(w, keep)
+            total = total.to(w.device) + per_edge.sum()
         return total
+
+    def keep_share(self, w: Tensor, keep: int) -> Tensor:
+        """Per edge, ``min(1, keep / sum(s))`` over the edges of its node, ``s`` their non-``none`` weights, divided
+        by its own ``s``: times its (non-``none``) expected cost, the cost it adds when ``keep`` edges per node stay."""
+        strength = 1 - w[:, self.primitives.index("none")] if "none" in self.primitives else torch.ones_like(w[:, 0])
+        strength = strength.clamp_min(1e-12)
+        node_ids = sorted({node for _, node in self.edges})
+        nodes = torch.tensor([node_ids.index(node) for _, node in self.edges], device=w.device)
+        totals = torch.zeros(len(node_ids), dtype=w.dtype, device=w.device).index_add(0, nodes, strength)
+        return torch.minimum(1 / strength, keep / totals[nodes])
 
     def choice_cost(self, nodes: Mapping[str, Sequence[Sequence[Edge]]]) -> float:
         """The exact cost of a discretizer's choice: per cell type, per node (first node first), ``(op, input)``."""

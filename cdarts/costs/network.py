@@ -189,8 +189,11 @@ def _parse_key(key: str) -> tuple[int, int, str]:
 
 
 def table_rows(network: CostNetwork, cost: Callable[[Slot], float]) -> dict[str, torch.Tensor]:
-    """Per cell type, ``cost(slot)`` summed over the cells of that type, as ``(edges, primitives)`` float64."""
+    """Per cell type, ``cost(slot)`` summed over the cells of that type, as ``(edges, primitives)`` float64. ``none``
+    costs nothing: an edge whose op is ``none`` is no edge (a genotype leaves it out)."""
     rows = {g: torch.zeros(len(network.edges), len(network.primitives), dtype=torch.float64) for g in network.groups}
     for slot in network.slots:
+        if slot.op == "none":
+            continue
         rows[slot.group][slot.row, network.primitives.index(slot.op)] += cost(slot)
     return rows

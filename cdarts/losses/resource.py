@@ -31,16 +31,16 @@ class ResourceLoss(nn.Module):
     """``forward(weights)``: the penalty of the expected cost under per-cell-type op ``weights``."""
 
     def __init__(self, table: CostTable, target: float, form: Form = "hinge", weight: float = 1.0,
-                 exponent: float = 0.6) -> None:
+                 exponent: float = 0.6, keep: int | None = None) -> None:
         super().__init__()
         if form not in ("hinge", "absolute", "ratio"):
             raise ValueError(f"resource: form must be 'hinge', 'absolute' or 'ratio', got {form!r}")
         self.table, self.target, self.form = table, float(target), form
-        self.weight, self.exponent = float(weight), float(exponent)
+        self.weight, self.exponent, self.keep = float(weight), float(exponent), keep
 
     def expected(self, weights: Mapping[str, Tensor]) -> Tensor:
-        """The expected cost (float64, differentiable)."""
-        return self.table.expected(weights)
+        """The expected cost (float64, differentiable; ``keep``: see ``CostTable.expected``)."""
+        return self.table.expected(weights, self.keep)
 
     def forward(self, weights: Mapping[str, Tensor]) -> Tensor:
         ratio = self.expected(weights) / self.target
@@ -62,6 +62,7 @@ class ResourceLoss(nn.Module):
 def resource(
     space: Any,
     input_shape: tuple[int, ...],
+    keep: int | None = None,
     *,
     cost: Component("costs") = {"type": "macs"},  # noqa: B006 - schema default
     target: Target | None = None,
@@ -71,9 +72,10 @@ def resource(
 ) -> ResourceLoss:
     """A penalty on the expected ``cost`` of the architecture relative to ``target`` (``600M``, ``5.4M``, ``12ms``;
     a bare number is in the cost's unit). ``form``: ``hinge`` (only above the target), ``absolute`` (TuNAS) or
-    ``ratio`` (FBNet, ``exponent`` its ``b``). Used as a strategy's ``resource`` slot."""
+    ``ratio`` (FBNet, ``exponent`` its ``b``). Used as a strategy's ``resource`` slot, which passes ``keep``, the
+    edges per node its discretizer keeps (top-k's ``k``; None: all)."""
     if target is None:
         raise ConfigError("resource: 'target' is required, e.g. target: 600M (MACs or parameters) or 12ms (latency)")
     table = build("costs", cost, space, tuple(input_shape))
     value = parse_target(target).resolve(table, f"resource target {target!r}")
-    return ResourceLoss(table, value, form, weight, exponent)
+    return ResourceLoss(table, value, form, weight, exponent, keep)

@@ -70,7 +70,9 @@ class SearchStrategy:
 
     The alpha regulariser (paper Eq. 9) and its lambda' schedule live here, so that every strategy (CDARTS and the
     DARTS + L_Reg baseline of Table 5) weighs it the same way: ``reg_weight`` at search epoch 0, linearly down to 0
-    at ``reg_stop_epoch`` (``<= 0``: constant).
+    at ``reg_stop_epoch`` (``<= 0``: constant). So does the resource regulariser (``resource``: a penalty on the
+    expected MACs, parameters or latency under ``arch_distribution()``): a strategy adds ``arch_terms(reg_lambda)``
+    to the loss of its alpha step.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class SearchStrategy:
         regularizer: dict | None = None,
         reg_weight: float = 0.0,
         reg_stop_epoch: int = 0,
+        resource: dict | None = None,
     ) -> None:
         if epochs < 1 or pretrain_epochs < 0:
             raise ValueError(f"need epochs >= 1 and pretrain_epochs >= 0, got {epochs} and {pretrain_epochs}")
@@ -92,6 +95,7 @@ class SearchStrategy:
         self.specs = {"w_optimizer": w_optimizer, "alpha_optimizer": alpha_optimizer, "w_scheduler": w_scheduler}
         self.loss_spec = loss
         self.regularizer_spec, self.reg_weight, self.reg_stop_epoch = regularizer, reg_weight, reg_stop_epoch
+        self.resource_spec = resource
 
     @property
     def total_epochs(self) -> int:
@@ -111,6 +115,10 @@ class SearchStrategy:
         self.regularizer = None
         if self.regularizer_spec is not None and self.reg_weight > 0:
             self.regularizer = build("losses", self.regularizer_spec, ctx.space.primitives)
+        self.resource = None
+        if self.resource_spec is not None:
+            keep = getattr(ctx.discretizer, "k", None)  # the edges per node the genotype keeps (top-k)
+            self.resource = build("losses", self.resource_spec, ctx.space, tuple(ctx.sample.shape[1:]), keep)
 
     def modules(self) -> dict[str, nn.Module]:
         """Everything with state to checkpoint, by name."""
@@ -138,6 +146,41 @@ class SearchStrategy:
         if self.regularizer is None:
             return 0.0
         return linear_decay(search_epoch, start=self.reg_weight, stop_epoch=self.reg_stop_epoch)
+
+    def arch_distribution(self) -> dict[str, Tensor]:
+        """Per cell type, the distribution each edge draws its op from: softmax of alpha (a sampling strategy
+        overrides this with its sampling distribution)."""
+        return {cell: torch.softmax(alpha, dim=-1) for cell, alpha in self.alphas().items()}
+
+    def arch_terms(self, reg_lambda: float) -> dict[str, Tensor]:
+        """The architecture regularisers' loss terms: ``reg`` (lambda' times the alpha L1) and ``resource`` (the
+        expected-cost penalty), each present when it is on."""
+        terms = {}
+        if reg_lambda > 0:
+            terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
+        if self.resource is not None:
+            terms["resource"] = self.resource(self.arch_distribution())
+        return terms
+
+    def cost_metrics(self, genotype: Genotype) -> dict[str, float]:
+        """With a resource regulariser: the expected cost under the current distribution, the exact cost of
+        ``genotype`` and the target (``<cost>_expected``, ``<cost>_genotype``, ``<cost>_target`` columns). With a
+        discretizer under a budget: the genotype's cost, the budget and the changes it took (``budget_changes``)."""
+        metrics = {}
+        if self.resource is not None:
+            name = self.resource.table.name
+            with torch.no_grad():
+                metrics[f"{name}_expected"] = float(self.resource.expected(self.arch_distribution()))
+            metrics[f"{name}_genotype"] = self.resource.table.genotype_cost(genotype)
+            metrics[f"{name}_target"] = self.resource.target
+        budget = getattr(self.ctx.discretizer, "table", None)
+        if budget is not None:
+            space = self.ctx.space
+            fit = self.ctx.discretizer.explain(self.alphas(), space.edges, space.primitives)
+            metrics[f"{budget.name}_genotype"] = fit.cost
+            metrics[f"{budget.name}_budget"] = self.ctx.discretizer.limit
+            metrics["budget_changes"] = float(len(fit.changes))
+        return metrics
 
     def start_epoch(self, epoch: int) -> None:
         """Set the epoch's learning rates (timm schedulers are functions of the epoch)."""

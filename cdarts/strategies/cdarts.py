@@ -145,8 +145,7 @@ class CyclicSearch(SearchStrategy):
             terms = {"ce_s": self.criterion(student.logits, y), "ce_e": self.criterion(teacher.logits, y)}
             if kd_lambda > 0:
                 terms["kd"] = kd_lambda * self.distill(student, teacher)
-            if reg_lambda > 0:
-                terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
+            terms.update(self.arch_terms(reg_lambda))
             loss = sum(terms.values())
         runtime.step(loss, [self.alpha_opt, self.e_opt], {f"joint.{name}": value for name, value in terms.items()})
         n = len(y)
@@ -181,6 +180,7 @@ def cdarts(
     regularizer: Component("losses") | None = {"type": "alpha_l1"},  # noqa: B006
     reg_weight: NonNegativeFloat = 5.0,
     reg_stop_epoch: Annotated[int, Range()] = 20,
+    resource: Component("losses") | None = None,
     update_eval_in_joint_step: bool = True,
     share_stem: bool = True,
 ) -> CyclicSearch:
@@ -189,12 +189,14 @@ def cdarts(
     decay). Ablations (paper Table 5): ``distill: null`` or ``distill_weight: 0`` (no KD), ``regularizer: null``
     (no L1), ``update_eval_in_joint_step: false`` (E is not updated in step A). ``share_stem``: S and E run one stem,
     trained by both (the public code's shared ``feature_extractor``; the paper is silent); false gives E its own.
-    ``distill_warmup_epochs`` ramps lambda linearly from 0 over that many search epochs (0: the paper's constant)."""
+    ``distill_warmup_epochs`` ramps lambda linearly from 0 over that many search epochs (0: the paper's constant).
+    ``resource`` adds a cost penalty to step A, e.g. ``{type: resource, cost: {type: macs}, target: 600M}``."""
     return CyclicSearch(
         epochs=epochs, pretrain_epochs=pretrain_epochs, w_optimizer=w_optimizer, alpha_optimizer=alpha_optimizer,
         w_scheduler=w_scheduler, loss=loss, eval_epochs=eval_epochs, update_every=update_every,
         e_optimizer=e_optimizer, distill=distill, distill_weight=distill_weight,
         distill_warmup_epochs=distill_warmup_epochs, regularizer=regularizer,
-        reg_weight=reg_weight, reg_stop_epoch=reg_stop_epoch, update_eval_in_joint_step=update_eval_in_joint_step,
+        reg_weight=reg_weight, reg_stop_epoch=reg_stop_epoch, resource=resource,
+        update_eval_in_joint_step=update_eval_in_joint_step,
         share_stem=share_stem,
     )

@@ -39,8 +39,7 @@ class FirstOrderDarts(SearchStrategy):
         with frozen(self.search_net.weight_parameters()), runtime.autocast():
             logits = self.search_net(x)
             terms = {"ce_s": self.criterion(logits, y)}
-            if reg_lambda > 0:
-                terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
+            terms.update(self.arch_terms(reg_lambda))
             loss = sum(terms.values())
         runtime.step(loss, [self.alpha_opt], {f"alpha.{name}": value for name, value in terms.items()})
         meter.add("alpha_loss", loss.item(), len(y))
@@ -59,12 +58,14 @@ def darts(
     regularizer: Component("losses") | None = {"type": "alpha_l1"},  # noqa: B006
     reg_weight: NonNegativeFloat = 0.0,
     reg_stop_epoch: Annotated[int, Range()] = 20,
+    resource: Component("losses") | None = None,
 ) -> FirstOrderDarts:
     """First-order DARTS with the DARTS paper's settings (SGD 0.025 cosine to 0.001; Adam 3e-4, betas (0.5, 0.999),
     wd 1e-3). ``reg_weight > 0`` adds the alpha L1 with lambda' decaying as in ``cdarts`` (paper Table 5's
-    "DARTS + L_Reg": ``reg_weight: 5``, 0 at search epoch ``reg_stop_epoch``; ``<= 0``: constant)."""
+    "DARTS + L_Reg": ``reg_weight: 5``, 0 at search epoch ``reg_stop_epoch``; ``<= 0``: constant). ``resource`` adds
+    a cost penalty to the alpha step (see ``cdarts.losses.resource``)."""
     return FirstOrderDarts(
         epochs=epochs, pretrain_epochs=pretrain_epochs, w_optimizer=w_optimizer, alpha_optimizer=alpha_optimizer,
         w_scheduler=w_scheduler, loss=loss, regularizer=regularizer, reg_weight=reg_weight,
-        reg_stop_epoch=reg_stop_epoch,
+        reg_stop_epoch=reg_stop_epoch, resource=resource,
     )
