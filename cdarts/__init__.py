@@ -1,10 +1,10 @@
 """cdarts: Cyclic Differentiable Architecture Search (CDARTS) and DARTS-family search, assembled from YAML.
 
-Importing the package registers the built-in components (ops, spaces, losses, discretizers, strategies,
-datasets, genotypes, benchmarks, costs) and the ``cdarts_*`` timm models; heavy optional dependencies load lazily.
+Importing the package registers the ``cdarts_*`` timm models. Each registry (ops, spaces, losses, discretizers,
+strategies, datasets, genotypes, benchmarks, costs, ...) imports its built-in components at its first look-up
+(``cdarts.registry.BUILTINS``), so a command that only loads a trained network imports no search or training code.
 """
 import cdarts.models  # noqa: F401 - registers the cdarts_* timm models
-from cdarts import costs, data, discretizers, genotypes, losses, nasbench, ops, optim, spaces, strategies  # noqa: F401
 from cdarts.config import ConfigError
 from cdarts.genotypes import DartsGenotype, NB201Genotype, load_genotype
 

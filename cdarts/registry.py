@@ -7,6 +7,7 @@ refuses duplicates, and an unknown name raises an error that lists what is avail
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -42,10 +43,21 @@ def unknown_name_message(what: str, name: Any, choices: list[str]) -> str:
     return f"{message}; did you mean {match!r}?" if match else message
 
 
+BUILTINS: dict[str, str] = {
+    "ops": "cdarts.ops", "spaces": "cdarts.spaces", "losses": "cdarts.losses", "heads": "cdarts.losses",
+    "discretizers": "cdarts.discretizers", "strategies": "cdarts.strategies", "datasets": "cdarts.data",
+    "genotypes": "cdarts.genotypes", "benchmarks": "cdarts.nasbench", "optimizers": "cdarts.optim",
+    "schedulers": "cdarts.optim", "costs": "cdarts.costs", "trials": "cdarts.strategies.trials",
+}
+"""The module that registers each kind's built-in components, imported at the kind's first look-up: a command
+that never looks up a strategy (``cdarts-export``, ``cdarts-eval``) never imports the training code."""
+
+
 class Registry:
     """A catalogue registry (with entry points) that refuses duplicates and explains unknown names."""
 
     def __init__(self, kind: str, singular: str) -> None:
+        self._builtins_loaded = False
         self.kind = kind
         self.singular = singular
         self.entry_point_group = f"{NAMESPACE}_{kind}"
@@ -78,14 +90,23 @@ class Registry:
         return self._catalogue.get(name)
 
     def has(self, name: str) -> bool:
+        self._load_builtins()
         return isinstance(name, str) and name in self._catalogue
 
     def names(self) -> list[str]:
         """All registered names, entry points included, sorted."""
+        self._load_builtins()
         return sorted(self._catalogue.get_all())
 
     def items(self) -> list[tuple[str, Callable]]:
+        self._load_builtins()
         return sorted(self._catalogue.get_all().items())
+
+    def _load_builtins(self) -> None:
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            if self.kind in BUILTINS:
+                importlib.import_module(BUILTINS[self.kind])
 
     def __contains__(self, name: object) -> bool:
         return self.has(name)  # type: ignore[arg-type]
