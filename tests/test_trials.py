@@ -224,9 +224,11 @@ def test_trial_methods_and_strategies_share_one_namespace(monkeypatch):
     with pytest.raises(RegistryError, match=r"multi-trial method 'darts': the name is already a strategy \(by "
                                             r"cdarts.strategies.darts\); trials and strategies share one namespace"):
         trials.register("darts", lambda: None)
-    with pytest.raises(RegistryError, match=r"^unknown strategy 'evolutoin'; available: .*bohb, cdarts, darts, "
-                                            r"evolution.*; did you mean 'evolution'\?$"):
+    with pytest.raises(RegistryError, match=r"^unknown strategy 'evolutoin'; available: bohb, cdarts, darts, .*; "
+                                            r"did you mean 'evolution'\?$") as info:
         strategy_registry("evolutoin")
+    listed = str(info.value).split("available: ")[1].split(";")[0].split(", ")
+    assert listed == sorted(strategies.names() + trials.names())
 
 
 def test_cdarts_list_strategies_lists_the_multi_trial_methods(capsys):
@@ -236,21 +238,16 @@ def test_cdarts_list_strategies_lists_the_multi_trial_methods(capsys):
     assert "trials: evolution (cdarts.strategies.trials.evolution)" in out
 
 
-@pytest.fixture(scope="module")
-def full_table(tmp_path_factory):
-    return synthetic_table(tmp_path_factory.mktemp("bench") / "synthetic.csv")
-
-
-def test_seeds_over_multi_trial_methods_writes_table_1(full_table, tmp_path, capsys):
+def test_seeds_over_multi_trial_methods_writes_table_1(small_table, tmp_path, capsys):
     config = tmp_path / "trials.yaml"
-    config.write_text(f"benchmark: {{type: table, path: {full_table}}}\nstrategy: random\nbudget_s: 4000\n")
+    config.write_text(f"benchmark: {{type: table, path: {small_table}}}\nstrategy: random\nbudget_s: 4000\n")
     output = tmp_path / "study"
     argv = ["--config", str(config), "--seeds", "0,1,2", "--strategies", "random,evolution,reinforce",
             "--output", str(output)]
     assert seeds.main(argv) == 0
     report = (output / "report.md").read_text().splitlines()
     start = report.index("| method | validation | test |")
-    with open(full_table, newline="") as handle:
+    with open(small_table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     best = [max(float(r[m]) for r in rows) for m in ("valid_acc", "test_acc")]
     assert report[start + 2] == f"| optimal | {best[0]:.2f} | {best[1]:.2f} |"
@@ -272,14 +269,14 @@ def test_seeds_over_multi_trial_methods_writes_table_1(full_table, tmp_path, cap
     assert seeds.main(argv) == 0 and capsys.readouterr().out.count("skipping") == 9
 
 
-def test_seeds_mixes_a_weight_sharing_strategy_and_a_multi_trial_method(full_table, tmp_path, capsys, one_thread):
+def test_seeds_mixes_a_weight_sharing_strategy_and_a_multi_trial_method(small_table, tmp_path, capsys, one_thread):
     output = tmp_path / "mixed"
     assert seeds.main(["--config", "configs/nb201-demo.yaml", "--seeds", "0", "--strategies", "cdarts,random",
                        "--set", "strategy.epochs=1", "--set", "max_steps_per_epoch=2", "--set", "plots=false",
-                       "--set", "benchmark.type=table", "--set", f"benchmark.path={full_table}",
-                       "--output", str(output)]) == 0
+                       "--set", f"space.primitives=[{', '.join(THREE)}]", "--set", "benchmark.type=table",
+                       "--set", f"benchmark.path={small_table}", "--output", str(output)]) == 0
     searched = load_config(output / "random" / "seed-0" / "config.yaml", trial_config)
-    assert searched["benchmark"]["path"] == str(full_table) and searched["budget_s"] == 12_000.0
+    assert searched["benchmark"]["path"] == str(small_table) and searched["budget_s"] == 12_000.0
     assert (output / "cdarts" / "seed-0" / "checkpoints").is_dir()
     report = (output / "report.md").read_text()
     cells = {}
