@@ -81,7 +81,7 @@ class SearchStrategy:
         epochs: int,
         pretrain_epochs: int,
         w_optimizer: dict,
-        alpha_optimizer: dict,
+        alpha_optimizer: dict | None,
         w_scheduler: dict,
         loss: dict,
         regularizer: dict | None = None,
@@ -110,7 +110,8 @@ class SearchStrategy:
             raise RuntimeError("architecture parameters leaked into the weight parameters")
         self.criterion = build("losses", self.loss_spec)
         self.w_opt = build("optimizers", self.specs["w_optimizer"], weights)
-        self.alpha_opt = build("optimizers", self.specs["alpha_optimizer"], arch)
+        alpha_spec = self.specs["alpha_optimizer"]  # None: the strategy does not learn alpha (rsps, enas)
+        self.alpha_opt = build("optimizers", alpha_spec, arch) if alpha_spec is not None else None
         self.w_sched = build("schedulers", self.specs["w_scheduler"], self.w_opt, self.total_epochs, 1)
         self.regularizer = None
         if self.regularizer_spec is not None and self.reg_weight > 0:
@@ -125,7 +126,7 @@ class SearchStrategy:
         return {"search": self.search_net}
 
     def optimizers(self) -> dict[str, Optimizer]:
-        return {"w": self.w_opt, "alpha": self.alpha_opt}
+        return {"w": self.w_opt} if self.alpha_opt is None else {"w": self.w_opt, "alpha": self.alpha_opt}
 
     def state(self) -> dict[str, Any]:
         """JSON-able state beyond tensors (e.g. E's current genotype); restored before loading tensors."""
