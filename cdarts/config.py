@@ -21,12 +21,14 @@ import typing
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
 from cdarts.errors import ConfigError
 from cdarts.registry import SHOWN_CHARS, close_match, registry, shown, unknown_name_message
+
+_F = TypeVar("_F", bound=Callable)
 
 MAX_ALIAS_VALUES = 10_000
 """How many values YAML aliases may add to a config: far above any real use, far below an alias bomb's billions."""
@@ -222,6 +224,18 @@ def Component(kind: str) -> Any:  # noqa: N802 - reads as a type in signatures
     return Annotated[dict, Kind(kind)]
 
 
+def cross_check(check: Callable[[dict[str, Any]], Iterable[tuple[str, str]]]) -> Callable[[_F], _F]:
+    """Attach to a factory or schema a constraint between its keys (``train + val <= 1``): once every key is valid on
+    its own, the validator calls ``check(filled_keys)`` and reports each ``(key, problem)`` it yields at that key's
+    path, with the config's other problems. Ranges of one key belong in its type, not here."""
+
+    def attach(factory: _F) -> _F:
+        factory.__config_check__ = check
+        return factory
+
+    return attach
+
+
 def build(kind: str, spec: Mapping[str, Any] | str, *args: Any, **kwargs: Any) -> Any:
     """Call the factory that ``spec["type"]`` names in registry ``kind`` with ``args``, the spec's keys, ``kwargs``."""
     spec = {"type": spec} if isinstance(spec, str) else spec
@@ -335,6 +349,7 @@ class _Validator:
         return {"type": name, **self.arguments(reg.get(name), args, path, f"{reg.singular} {name!r}")}
 
     def arguments(self, factory: Callable, args: Mapping[str, Any], path: str, owner: str) -> dict[str, Any]:
+        before = len(self.problems)
         params = config_parameters(factory)
         hints = _type_hints(factory)
         for key in args:
@@ -353,6 +368,10 @@ class _Validator:
             else:
                 value = copy.deepcopy(param.default)
             filled[name] = self.value(value, hints.get(name, Any), sub)
+        check = getattr(factory, "__config_check__", None)
+        if check is not None and len(self.problems) == before:
+            for key, problem in check(filled):
+                self.fail(_join(path, key), problem)
         return filled
 
     def value(self, value: Any, annotation: Any, path: str) -> Any:

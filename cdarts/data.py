@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
-from cdarts.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from cdarts.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range, cross_check
 from cdarts.errors import ConfigError, DataError
 from cdarts.registry import datasets
 
@@ -488,7 +488,15 @@ def imagefolder(
     )
 
 
+def _disjoint_fractions(keys: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """ImageNet's search val images come from the train classes' remainder after the train subset."""
+    if keys["train_fraction_per_class"] + keys["val_fraction_per_class"] > 1:
+        yield "val_fraction_per_class", (f"expected at most 1 - train_fraction_per_class "
+                                         f"({keys['train_fraction_per_class']}), got {keys['val_fraction_per_class']}")
+
+
 @datasets.register("imagenet")
+@cross_check(_disjoint_fractions)
 def imagenet(
     *,
     root: str,
@@ -512,11 +520,6 @@ def imagenet(
     ``test`` is ``root/val``, per-class subsampled to ``test_fraction``. ``num_classes``, when set, must match the
     class folders. An unreadable image is an error naming the file when it is loaded.
     """
-    if train_fraction_per_class + val_fraction_per_class > 1:
-        raise ConfigError(
-            f"val_fraction_per_class must be in [0, 1) and sum with train_fraction_per_class "
-            f"({train_fraction_per_class}) to at most 1, got {val_fraction_per_class}"
-        )
     base = require_folder(Path(root))
     train_folder = image_folder(require_folder(base / "train"), num_classes)
     val_folder = image_folder(require_folder(base / "val"))

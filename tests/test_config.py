@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,7 @@ from cdarts.config import (
     apply_overrides,
     build,
     config_parameters,
+    cross_check,
     dump_yaml,
     load_config,
     parse_override,
@@ -484,6 +486,23 @@ def test_a_range_on_a_test_schema_checks_ints_floats_and_items():
     ]
     assert problems({"count": 1.5, "rate": "x"}, ranged) == ["count: expected int, got float 1.5",
                                                             "rate: expected float, got str 'x'"]
+
+
+def ordered(keys: dict) -> Iterator[tuple[str, str]]:
+    if keys["low"] > keys["high"]:
+        yield "high", f"expected at least low ({keys['low']}), got {keys['high']}"
+
+
+@cross_check(ordered)
+def interval(*, low: Annotated[int, Range()] = 0, high: Annotated[int, Range()] = 1, name: str = "x") -> None:
+    """A schema with a constraint between two keys."""
+
+
+def test_a_cross_check_reports_at_its_keys_path_with_the_other_problems():
+    assert validate(interval, {"low": 2, "high": 3}) == {"low": 2, "high": 3, "name": "x"}
+    assert problems({"low": 2, "high": 1}, interval) == ["high: expected at least low (2), got 1"]
+    assert problems({"low": 2, "high": 1, "name": 3}, interval) == ["name: expected str, got int 3"], (
+        "the cross check waits until every key is valid on its own")
 
 
 def test_duplicate_yaml_keys_are_refused_naming_the_key_and_both_lines(tmp_path):

@@ -110,6 +110,11 @@ def test_dataset_ranges_are_config_errors_before_anything_is_read() -> None:
     with pytest.raises(ConfigError) as info:
         validate_component("datasets", {"type": "cifar10", "cutout": -1})
     assert info.value.problems == ["cutout: expected at least 0, got -1"]
+    with pytest.raises(ConfigError) as info:
+        validate_component("datasets", {"type": "imagenet", "root": "x", "train_fraction_per_class": 0.75,
+                                        "val_fraction_per_class": 0.5}, "data")
+    assert info.value.problems == ["data.val_fraction_per_class: expected at most 1 - train_fraction_per_class "
+                                   "(0.75), got 0.5"]
 
 
 def test_search_split_sizes_and_seeding(digit_splits: DatasetSplits) -> None:
