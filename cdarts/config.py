@@ -248,6 +248,37 @@ def config_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
     return dict(_keyword_parameters(factory))
 
 
+def describe_parameters(factory: Callable) -> list[tuple[str, str, str]]:
+    """(key, type, default) of each config key of a factory, as ``cdarts list KIND NAME`` prints them: the type with
+    its valid range (``int, at least 1``), the default as YAML (``required`` where there is none)."""
+    hints = _type_hints(factory)
+    rows = []
+    for name, parameter in config_parameters(factory).items():
+        annotation = hints.get(name, parameter.annotation)
+        ranges = [str(marker) for marker in _markers(annotation) if isinstance(marker, Range) and str(marker)]
+        kind = _type_name(annotation) if annotation is not inspect.Parameter.empty else "any"
+        default = "required" if parameter.default is inspect.Parameter.empty else _yaml_value(parameter.default)
+        rows.append((name, ", ".join([kind, *ranges]), default))
+    return rows
+
+
+def _markers(annotation: Any) -> list[Any]:
+    """The ``Annotated`` markers anywhere in a type (``Annotated[int, Range(ge=1)] | None`` -> ``[Range(ge=1)]``)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return [*args[1:], *_markers(args[0])]
+    return [marker for arg in args for marker in _markers(arg)]
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as one line of YAML flow style (``{type: digits}``, ``null``, ``0.5``); its repr if not plain data."""
+    try:
+        text = yaml.safe_dump(_plain(value), default_flow_style=True, sort_keys=False, width=10_000)
+    except yaml.YAMLError:
+        return repr(value)
+    return text.strip().removesuffix("...").strip()
+
+
 @functools.cache
 def _keyword_parameters(factory: Callable) -> dict[str, inspect.Parameter]:
     return {

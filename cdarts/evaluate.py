@@ -17,8 +17,12 @@ from torch import Tensor, nn
 
 from cdarts.config import build, load_yaml_text, read_yaml, validate_component
 from cdarts.errors import ConfigError, DataError, FileError
-from cdarts.models.load import load_model
+from cdarts.models.load import load_model, recorded_threads
+from cdarts.progress import progress_bar
 from cdarts.registry import shown
+
+WARMUP_PASSES = 2
+"""Untimed forward passes before ``evaluate_model`` times any: enough for CPU thread pools and cuDNN's choice."""
 
 
 def topk_correct(logits: Tensor, target: Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
@@ -37,10 +41,13 @@ def evaluate(
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     reduce: Callable[[Tensor], Tensor] | None = None,
     max_batches: int | None = None,
+    warmup: int = 0,
 ) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 (%) of ``model`` in eval mode, images per second of the forward passes.
 
     ``reduce`` sums the counts over processes (``accelerator.reduce(t, "sum")``) when the loader is sharded.
+    ``warmup`` untimed forward passes on the first batch come first: the first calls pay for memory allocation,
+    thread pools and kernel selection, which would otherwise count against the throughput.
     """
     was_training = model.training
     model.eval()
@@ -51,6 +58,11 @@ def evaluate(
             if max_batches is not None and index >= max_batches:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            for _ in range(warmup if index == 0 else 0):
+                with autocast():
+                    model(x)
+            if torch.cuda.is_available() and x.is_cuda:
+                torch.cuda.synchronize()
             began = time.perf_counter()
             with autocast():
                 logits = model(x)
@@ -126,11 +138,16 @@ def evaluate_model(
     ema: bool = False,
     max_batches: int | None = None,
     device: str | None = None,
+    threads: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Accuracy and throughput of a model on a dataset split; without ``data``, on the data it was trained on, read
     from disk (a ``download: true`` the model's files record is not followed: only ``data`` may ask for one).
 
-    ``device`` defaults to the GPU where there is one.
+    ``ref`` is anything ``load_model`` takes. ``device`` defaults to the GPU where there is one; ``threads`` (torch's
+    CPU threads while measuring) to the run's own ``threads`` setting where the model's files record one, else
+    torch's current count. The throughput comes after ``WARMUP_PASSES`` untimed passes; the result reports the
+    ``batch_size``, ``threads`` and ``device`` it was measured with.
     """
     from cdarts.data import make_loader
 
@@ -160,5 +177,14 @@ def evaluate_model(
         raise DataError(f"the model takes {in_chans}-channel images but {spec['type']} gives {sample.shape[0]}; "
                         f"set the dataset's channels (e.g. --data '{{type: {spec['type']}, channels: {in_chans}}}')")
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, drop_last=False)
-    result = evaluate(model.to(device), loader, device, max_batches=max_batches)
-    return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, "device": device, **result}
+    batches = progress_bar(loader, f"eval {split}", len(loader), enabled=progress)
+    before = torch.get_num_threads()
+    threads = threads or recorded_threads(ref) or before
+    torch.set_num_threads(threads)
+    try:
+        result = evaluate(model.to(device), batches, device, max_batches=max_batches, warmup=WARMUP_PASSES)
+    finally:
+        torch.set_num_threads(before)
+    return {"model": ref, "data": spec, "split": split, "batch_size": batch_size, "threads": threads,
+            "device": device, **result}
+

@@ -65,4 +65,4 @@ def progress_bar(batches: Iterable, desc: str, total: int | None = None, enabled
         return tqdm(batches, disable=True)
     if interactive():
         return tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True)
-    return LineProgress(batches, desc, total)
+    return LineProgress(batches, desc, total, LINE_INTERVAL_S)

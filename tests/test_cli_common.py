@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT, cli_env
 from torch.utils.data import TensorDataset
 
-from cdarts import config, errors
+from cdarts import config, errors, stats
 from cdarts.checkpoint import CheckpointError
 from cdarts.cli import inspect as inspect_cli
 from cdarts.cli.common import report_user_errors
@@ -71,7 +71,7 @@ def test_a_library_bug_inside_a_command_propagates(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise KeyError("params")
 
-    monkeypatch.setattr(inspect_cli, "genotype_stats", broken)
+    monkeypatch.setattr(stats, "genotype_stats", broken)
     with pytest.raises(KeyError, match="params"):
         inspect_cli.main(["DARTS_V2"])
     assert capsys.readouterr().err == ""
@@ -81,11 +81,12 @@ def test_a_library_bug_prints_its_traceback_and_exits_1():
     code = textwrap.dedent("""
         import sys
         import cdarts.cli.inspect as cli
+        import cdarts.stats
 
         def broken(*args, **kwargs):
             raise ValueError("a bug in genotype_stats")
 
-        cli.genotype_stats = broken
+        cdarts.stats.genotype_stats = broken
         sys.exit(cli.main(["DARTS_V2"]))
     """)
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), cwd=ROOT, capture_output=True, text=True,

@@ -1,8 +1,10 @@
 """Export to a timm ``local-dir:`` folder, evaluation, and refusing anything that would unpickle code."""
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,12 @@ import timm
 import torch
 from conftest import Evil
 from safetensors.torch import load_file
+from torch import nn
 
 from cdarts.cli import eval as eval_cli
 from cdarts.cli import export as export_cli
 from cdarts.errors import ConfigError
-from cdarts.evaluate import evaluate_model, resolve_device, topk_correct
+from cdarts.evaluate import WARMUP_PASSES, evaluate, evaluate_model, resolve_device, topk_correct
 from cdarts.genotypes import load_genotype
 from cdarts.models.export import export
 from cdarts.models.load import read_trained
@@ -116,12 +119,12 @@ def test_export_refuses_a_non_empty_folder_unless_forced(run, tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(SystemExit) as info:
-        export_cli.main([str(run.run_dir), "--out", str(out)])
+        export_cli.main(["--model", str(run.run_dir), "--output", str(out)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"cdarts-export: error: --out folder '{out}' is not empty; pass --force to replace its contents"
+    assert err == f"cdarts-export: error: --output folder '{out}' is not empty; pass --force to replace its contents"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    assert export_cli.main([str(run.run_dir), "--out", str(out), "--force"]) == 0
+    assert export_cli.main(["--model", str(run.run_dir), "--output", str(out), "--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert "exported cdarts_cifar" in capsys.readouterr().out
 
@@ -186,7 +189,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tool, evil_file, tmp_path,
     path, marker = evil_file
     with pytest.raises(SystemExit) as info:
         if tool == "export":
-            export_cli.main([str(path), "--out", str(tmp_path / "out")])
+            export_cli.main(["--model", str(path), "--output", str(tmp_path / "out")])
         else:
             eval_cli.main(["--model", str(path), "--data", "digits"])
     assert info.value.code == 2
@@ -229,7 +232,7 @@ def test_malicious_optimizer_state_in_a_checkpoint_folder_is_refused(run, tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "no/such/run"], "checkpoint 'no/such/run' does not exist"),
+        (["--model", "no/such/run"], "model 'no/such/run' does not exist: expected a run folder, a checkpoint"),
         (["--model", "RUN", "--data", "digitz"], "data.type: unknown dataset 'digitz'"),
         (["--model", "RUN", "--data", "{type: digits, image_size: 8}"], "the model takes 1-channel images but digits"),
         (["--model", "RUN", "--data", "cifar10"], "dataset folder 'data/cifar-10-batches-py' does not exist"),
@@ -244,16 +247,14 @@ def test_eval_cli_bad_input_exits_2_with_one_line(args, message, run, capsys):
     assert len(err.splitlines()) == 1 and message in err, err
 
 
-@pytest.mark.parametrize("flag", ["--out", "--output"])
-def test_export_to_a_symlink_writes_through_to_its_target_and_leaves_nothing_behind(flag, run, exported, tmp_path,
-                                                                                    capsys):
+def test_export_to_a_symlink_writes_through_to_its_target_and_leaves_nothing_behind(run, exported, tmp_path, capsys):
     target = tmp_path / "real" / "model"
     target.mkdir(parents=True)
     (target / "stale.txt").write_text("an older export")
     link = tmp_path / "links" / "model"
     link.parent.mkdir()
     link.symlink_to(target)
-    assert export_cli.main([str(run.run_dir), flag, str(link), "--force"]) == 0
+    assert export_cli.main(["--model", str(run.run_dir), "--output", str(link), "--force"]) == 0
     assert f"to {link}\n" in capsys.readouterr().out
     assert link.is_symlink() and link.resolve() == target.resolve(), "the link is kept"
     assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "model.safetensors"]
@@ -290,3 +291,79 @@ def test_eval_device_beyond_the_gpus_there_are_is_refused(monkeypatch):
     with pytest.raises(ConfigError) as info:
         resolve_device("cuda:2")
     assert str(info.value) == "--device 'cuda:2': this machine has 2 CUDA device(s), cuda:0 to cuda:1"
+
+
+def test_export_old_spellings_still_work_with_one_warning_each(run, tmp_path, capsys):
+    out = tmp_path / "old"
+    assert export_cli.main([str(run.run_dir), "--out", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: --out is deprecated; use --output (removed in the next release)",
+        f"warning: the positional model argument is deprecated; use --model {run.run_dir} (removed in the next "
+        "release)",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+EXPORT_IS_NOT_A_RUN = "{} is an export (config.json and weights), which holds no training state; name the run " \
+                      "folder or checkpoint it came from"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [("cdarts_cifar", "cdarts_cifar is a registered architecture with fresh weights, not a trained network; name a "
+                      "run folder or checkpoint"),
+     ("local-dir:EXPORT", EXPORT_IS_NOT_A_RUN.format("local-dir:EXPORT")),
+     ("EXPORT", EXPORT_IS_NOT_A_RUN.format("EXPORT"))],
+)
+def test_export_says_what_a_model_that_is_not_a_run_is(model, message, exported, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        export_cli.main(["--model", model.replace("EXPORT", str(exported.folder)), "--output", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"cdarts-export: error: {message.replace('EXPORT', str(exported.folder))}\n"
+    assert not (tmp_path / "out").exists()
+
+
+class SlowFirstCall(nn.Module):
+    """A classifier whose first forward pass takes half a second longer, as a cold allocator or thread pool does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.5)
+        return self.linear(x.flatten(1))
+
+
+def test_throughput_is_timed_after_the_warmup():
+    batches = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))] * 2
+    model = SlowFirstCall()
+    result = evaluate(model, batches, warmup=WARMUP_PASSES)
+    assert model.calls == WARMUP_PASSES + 2 and result["images"] == 8
+    assert result["seconds"] < 0.25, "the slow first call is not timed"
+
+
+def test_eval_measures_with_the_runs_threads_and_reports_them(run, exported, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.set_num_threads(2)
+    try:
+        for model in (str(run.run_dir), f"local-dir:{exported.folder}"):
+            assert evaluate_model(model, max_batches=1)["threads"] == CONFIG["threads"] == 1
+            assert torch.get_num_threads() == 2, "the caller's thread count is restored"
+        assert evaluate_model(str(run.run_dir), max_batches=1, threads=2)["threads"] == 2
+        assert json.loads((exported.folder / "config.json").read_text())["cdarts"]["threads"] == 1
+        assert eval_cli.main(["--model", str(run.run_dir), "--batch-size", "64"]) == 0
+    finally:
+        torch.set_num_threads(1)
+    line = capsys.readouterr().out
+    assert re.search(r" throughput \d+ img/s \(batch 64, 1 thread, cpu\)\n$", line), line
+
+
+def test_eval_of_a_registered_architecture_measures_fresh_weights(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = evaluate_model("cdarts_cifar", "{type: digits, image_size: 8, channels: 3}", batch_size=4, max_batches=1)
+    assert (result["images"], result["batch_size"], result["threads"]) == (4, 4, torch.get_num_threads())
+    assert result["images_per_s"] > 0

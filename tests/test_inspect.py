@@ -14,6 +14,7 @@ from torch import nn
 from cdarts.cli import inspect as inspect_cli
 from cdarts.cli import main as main_cli
 from cdarts.genotypes import load_genotype, parse_arch_string
+from cdarts.registry import REGISTRIES
 from cdarts.stats import count_macs, count_parameters, genotype_stats, resolve_settings
 
 CIFAR_PARAMS = {
@@ -220,7 +221,6 @@ def test_unknown_genotype_name_is_one_line_exit_2(cli_env):
         (["DARTS_V2", "--space", "nas-bench-201"], "genotype 'DARTS_V2' belongs to the 'darts' space"),
         (["DARTS_V2", "--plot", "{tmp}/cell.jpg"], "unknown format '.jpg'; use one of .png, .svg, .pdf"),
         (["DARTS_V2", "--channels", "0"], "channels must be a positive integer, got 0"),
-        (["--list", "opz"], "unknown component kind 'opz'; available: "),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, expected, tmp_path, capsys):
@@ -240,23 +240,28 @@ def test_list_ops_names_modules(capsys):
     assert "ops: sep_conv_3x3 (cdarts.ops.darts)" in lines
     assert "ops: nor_conv_3x3 (cdarts.ops.nb201)" in lines
     assert all(line.startswith("ops: ") for line in lines)
-    code, same, _ = run_main(inspect_cli.main, ["--list", "ops"], capsys)
-    assert same == out
+
+
+def test_inspect_list_is_deprecated_but_still_lists(capsys):
+    _, out, _ = run_main(main_cli.main, ["list", "ops"], capsys)
+    code, same, err = run_main(inspect_cli.main, ["--list", "ops"], capsys)
+    assert code == 0 and same == out
+    assert err == "warning: --list is deprecated; use cdarts list ops (removed in the next release)\n"
 
 
 def test_list_all_kinds(capsys):
     code, out, _ = run_main(main_cli.main, ["list"], capsys)
     assert code == 0
     kinds = {line.split(":")[0] for line in out.splitlines()}
-    assert kinds == set(inspect_cli.REGISTRIES)
+    assert kinds == set(REGISTRIES)
     assert "genotypes: DARTS_V2 (cdarts.genotypes)" in out.splitlines()
 
 
 def test_list_unknown_kind_names_the_kinds(capsys):
     code, out, err = run_main(main_cli.main, ["list", "opz"], capsys)
     assert code == 2 and out == ""
-    kinds = ", ".join(sorted(inspect_cli.REGISTRIES))
-    assert err == f"cdarts: error: unknown component kind 'opz'; available: {kinds}; did you mean 'ops'?\n"
+    kinds = ", ".join(sorted(REGISTRIES))
+    assert err == f"cdarts list: error: unknown component kind 'opz'; available: {kinds}; did you mean 'ops'?\n"
 
 
 def test_main_dispatches_to_command_modules(capsys):

@@ -385,7 +385,7 @@ def test_a_retrain_or_export_to_an_output_another_run_writes_to_is_refused(run, 
 
     config, output = write_config(tmp_path / "c.yaml", tiny()), tmp_path / "out"
     for main, argv in ((train_cli.main, ["--config", str(config), "--output", str(output)]),
-                       (export_cli.main, [str(run.run_dir), "--out", str(output)])):
+                       (export_cli.main, ["--model", str(run.run_dir), "--output", str(output)])):
         with FolderLock(output), pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2

@@ -149,7 +149,7 @@ def craft(kind: str, folder: Path, marker: Path, retrained: Path) -> Path:
 TOOLS = {
     "train": lambda path, tmp: (train_cli.main, ["--config", str(tmp / "c.yaml"), "--output", str(tmp / "out"),
                                                  "--no-progress", "--init", str(path)]),
-    "export": lambda path, tmp: (export_cli.main, [str(path), "--out", str(tmp / "out")]),
+    "export": lambda path, tmp: (export_cli.main, ["--model", str(path), "--output", str(tmp / "out")]),
     "eval": lambda path, tmp: (eval_cli.main, ["--model", str(path), "--data", "digits"]),
 }
 

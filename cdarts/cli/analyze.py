@@ -11,8 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import cdarts  # noqa: F401 - registers every built-in component
-from cdarts.cli.common import report_user_errors
+from cdarts.cli.common import CommandParser, report_user_errors
 from cdarts.config import ConfigError, load_yaml_text, read_yaml, validate_component
 
 
@@ -35,9 +34,9 @@ def benchmark_spec(text: str | None, run_dir: Path) -> dict[str, Any]:
     return validate_component("benchmarks", spec, "--benchmark")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cdarts-analyze", description="Analyses of finished search runs.")
-    commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def parser(prog: str = "cdarts-analyze") -> CommandParser:
+    p = CommandParser(prog, "Analyses of finished search runs.")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser)
     corr = commands.add_parser("correlation", help="rank correlation of alpha scores with benchmark accuracy")
     corr.add_argument("run_dir", type=Path, help="a NAS-Bench-201 search run folder")
     corr.add_argument("--benchmark", help="benchmark spec: a name, inline YAML or a YAML file (default: the run's)")
@@ -45,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     corr.add_argument("--samples", type=int, default=100, help="cells to sample from the space (default 100)")
     corr.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     corr.add_argument("--epoch", type=int, help="use this epoch's alpha (0-based; default: the last)")
-    corr.add_argument("--output", type=Path, help="folder for correlation.json/.png (default: RUN_DIR)")
+    corr.add_argument("--output", type=Path, metavar="DIR", help="folder for correlation.json/.png (default: RUN_DIR)")
     table = commands.add_parser("synthetic-table", help="write a made-up benchmark table of all 15,625 cells (demo)")
     table.add_argument("out", type=Path, help="CSV file to write (columns arch, valid_acc, test_acc, train_time_s, "
                                               "valid_acc@1 ... valid_acc@12)")
@@ -53,8 +52,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "cdarts-analyze") -> int:
+    args = parser(prog).parse(argv)
     if args.command == "synthetic-table":
         from cdarts.synthetic import synthetic_table
 

@@ -1,27 +1,38 @@
-"""``cdarts-export RUN_DIR|CHECKPOINT --out DIR [--ema] [--force]``: a folder timm loads with ``local-dir:DIR``."""
+"""``cdarts-export --model RUN_DIR|CHECKPOINT --output DIR [--ema] [--force]``: a folder timm loads with
+``local-dir:DIR``. The old ``cdarts-export RUN_DIR --out DIR`` still works, with a deprecation warning."""
 from __future__ import annotations
 
 import argparse
 
-from cdarts.cli.common import report_user_errors
+from cdarts.cli.common import CommandParser, deprecated, report_user_errors
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cdarts-export", description="Export a retrained network for timm.")
-    p.add_argument("source", help="retrain run folder (its best checkpoint), checkpoint folder or weights-only .pt")
-    p.add_argument("--out", "--output", dest="out", required=True,
-                   help="folder to write model.safetensors, config.json and README.md to (a symlink: to its target)")
+def parser(prog: str = "cdarts-export") -> CommandParser:
+    p = CommandParser(prog, "Export a retrained network for timm.")
+    p.add_model(required=False, help="the retrained network: a run folder (its best checkpoint), a checkpoint folder "
+                                     "or a weights-only .pt")
+    p.add_argument("source", nargs="?", help=argparse.SUPPRESS)  # deprecated: the positional form of --model
+    p.add_output("folder to write model.safetensors, config.json and README.md to (a symlink: to its target)",
+                 required=True, old="--out")
     p.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
-    p.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out folder")
+    p.add_argument("--force", action="store_true", help="replace the contents of a non-empty --output folder")
     return p
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "cdarts-export") -> int:
+    p = parser(prog)
+    args = p.parse(argv)
+    if args.source is not None:
+        if args.model is not None:
+            p.error(f"name the model once: --model {args.model} (drop {args.source!r})")
+        deprecated("the positional model argument", f"--model {args.source}")
+    model = args.model or args.source
+    if model is None:
+        p.error("the following arguments are required: --model")
     from cdarts.models.export import export
 
-    result = export(args.source, args.out, ema=args.ema, force=args.force)
+    result = export(model, args.output, ema=args.ema, force=args.force)
     metrics = result.config["cdarts"]["metrics"]
     prefix = "ema_" if args.ema else ""
     accuracy = ", ".join(f"{split} top-1 {metrics[f'{prefix}{split}_top1']:.2f}%" for split in ("val", "test")

@@ -1,7 +1,8 @@
 """``cdarts-inspect GENOTYPE``: parameters and MACs of a genotype at the published evaluation sizes, and its cells.
 
 GENOTYPE is a registered name (``DARTS_V2``), a ``genotype.json`` file or run folder, DARTS ``Genotype(...)`` text
-or a NAS-Bench-201 arch string. ``--list [KIND]`` prints the registered components instead.
+or a NAS-Bench-201 arch string. (``cdarts list`` lists the registered components; ``--list`` is its deprecated
+spelling here.) The library loads after the arguments parse, so ``--help`` answers at once.
 """
 from __future__ import annotations
 
@@ -10,35 +11,27 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cdarts  # noqa: F401 - registers every built-in component
-from cdarts.cli.common import report_user_errors
+from cdarts.cli.common import CommandParser, deprecated, report_user_errors
 from cdarts.errors import ConfigError
-from cdarts.genotypes import Genotype, NB201Genotype, canonical_nb201, load_genotype
-from cdarts.plotting import plot_format, plot_genotype
-from cdarts.registry import REGISTRIES, registry, unknown_name_message
-from cdarts.registry import genotypes as genotype_registry
-from cdarts.stats import PRESETS, SPACES, genotype_space, genotype_stats, resolve_settings
 
-
-def registered_lines(kind: str | None = None) -> list[str]:
-    """``ops: sep_conv_3x3 (cdarts.ops.darts)`` for every component of ``kind`` (all kinds when None)."""
-    kinds = [registry(kind).kind] if kind is not None else list(REGISTRIES)
-    lines = []
-    for name in kinds:
-        items = REGISTRIES[name].items()
-        lines += [f"{name}: {key} ({getattr(obj, '__module__', '?')})" for key, obj in items] or [f"{name}: (none)"]
-    return lines
+if TYPE_CHECKING:
+    from cdarts.genotypes import Genotype
 
 
 def canonical_arch(genotype: Genotype) -> str | None:
     """A NAS-Bench-201 cell's canonical arch string (one per class of cells computing the same function)."""
+    from cdarts.genotypes import NB201Genotype, canonical_nb201
+
     return str(canonical_nb201(genotype)) if isinstance(genotype, NB201Genotype) else None
 
 
 def resolve_genotype(ref: str) -> Genotype:
     """``load_genotype``, saying plainly when a path does not exist or a folder has no genotype.json."""
+    from cdarts.genotypes import load_genotype
+    from cdarts.registry import genotypes as genotype_registry
+
     text = ref.strip()
     if genotype_registry.has(text) or text.startswith(("Genotype(", "|", "{")):
         return load_genotype(text)
@@ -62,9 +55,13 @@ def inspect_genotype(
     input_size: int | None = None,
     num_classes: int | None = None,
     source: str | None = None,
+    latency: str | None = None,
 ) -> dict[str, Any]:
     """Everything ``cdarts-inspect --json`` prints for ``ref`` (a genotype, or anything ``load_genotype`` takes);
     ``source`` names it in messages and the report (default: ``ref`` as given)."""
+    from cdarts.registry import unknown_name_message
+    from cdarts.stats import SPACES, genotype_space, genotype_stats, resolve_settings
+
     if space is not None and space not in SPACES:
         raise ConfigError(unknown_name_message("space", space, list(SPACES)))
     genotype = resolve_genotype(ref) if isinstance(ref, str) else ref
@@ -77,10 +74,22 @@ def inspect_genotype(
     )
     report = {"source": source, **genotype_stats(genotype, settings), "genotype": genotype.to_json()}
     report["genotype_text"] = str(genotype)
+    if latency is not None:
+        report["latency_ms"], report["latency_device"] = predicted_latency(latency, genotype, settings)
     canonical = canonical_arch(genotype)
     if canonical is not None:
         report["canonical"] = canonical
     return report
+
+
+def predicted_latency(table: str, genotype: Genotype, settings: Any) -> tuple[float, dict[str, Any]]:
+    """The latency of ``genotype``'s network at ``settings`` (``cdarts.stats.NetworkSettings``) from a latency table,
+    and the device it was measured on; a table made for another network is refused."""
+    from cdarts.costs.latency import genotype_latency
+
+    options = {"stem": settings.stem} if settings.space == "darts" else {}
+    shape = (3, settings.input_size, settings.input_size)
+    return genotype_latency(table, genotype, settings.channels, settings.layers, shape, settings.num_classes, **options)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -98,6 +107,10 @@ def format_report(report: dict[str, Any]) -> str:
         ("params (aux)", f"{report['params_aux'] / 1e6:.2f} M"),
         ("MACs", f"{report['macs'] / 1e6:.1f} M"),
     ]
+    if "latency_ms" in report:
+        from cdarts.costs.latency import device_text
+
+        rows.append(("latency", f"{report['latency_ms']:.3f} ms on {device_text(report['latency_device'])}"))
     width = max(len(key) for key, _ in rows)
     lines = [f"{key:<{width}}  {value}" for key, value in rows]
     if "plot" in report:
@@ -108,38 +121,44 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines + [""] + text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cdarts-inspect", description="Parameters, MACs and cell drawing of a genotype at evaluation size."
-    )
+def build_parser(prog: str = "cdarts-inspect") -> CommandParser:
+    parser = CommandParser(prog, "Parameters, MACs and cell drawing of a genotype at evaluation size.")
     parser.add_argument("genotype", nargs="?", help="registered name, genotype.json, run folder, or genotype text")
-    parser.add_argument("--preset", default="cifar10", help=f"evaluation setting: {', '.join(PRESETS['darts'])}")
-    parser.add_argument("--space", help=f"expected search space: {', '.join(SPACES)} (default: from the genotype)")
+    parser.add_argument("--preset", default="cifar10",
+                        help="evaluation setting, e.g. cifar10 or imagenet (a wrong name lists them; default cifar10)")
+    parser.add_argument("--space", help="expected search space: darts or nas-bench-201 (default: from the genotype)")
     parser.add_argument("--channels", type=int, help="initial channels C (overrides the preset)")
     parser.add_argument("--layers", type=int, help="number of cells; NAS-Bench-201: cells per stage")
     parser.add_argument("--input-size", type=int, help="image side in pixels for the MAC count")
     parser.add_argument("--num-classes", type=int, help="classifier outputs")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", metavar="OUT", help="draw the cells to OUT.png, OUT.svg or OUT.pdf")
-    parser.add_argument("--list", nargs="?", const="", metavar="KIND", help="list registered components and exit")
+    parser.add_argument("--latency", metavar="TABLE", help="predict the latency from a cdarts-profile table (made for "
+                        "this network: the same sizes as --channels/--layers/--input-size/--num-classes)")
+    parser.add_argument("--list", nargs="?", const="", metavar="KIND", help=argparse.SUPPRESS)  # deprecated
     return parser
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "cdarts-inspect") -> int:
+    parser = build_parser(prog)
+    args = parser.parse(argv)
     if args.list is not None:
+        from cdarts.cli.listing import registered_lines
+
+        deprecated("--list", f"cdarts list{' ' + args.list if args.list else ''}")
         print("\n".join(registered_lines(args.list or None)))
         return 0
     if args.genotype is None:
-        parser.error("the GENOTYPE argument is required (or --list)")
+        parser.error("the GENOTYPE argument is required")
+    from cdarts.plotting import plot_format, plot_genotype
+
     if args.plot:
         plot_format(args.plot)
     genotype = resolve_genotype(args.genotype)
     report = inspect_genotype(
         genotype, args.preset, args.space, args.channels, args.layers, args.input_size, args.num_classes,
-        source=args.genotype,
+        source=args.genotype, latency=args.latency,
     )
     if args.plot:
         report["plot"] = str(plot_genotype(genotype, args.plot))

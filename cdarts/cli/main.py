@@ -5,13 +5,11 @@ import argparse
 import importlib
 import sys
 
-import cdarts  # noqa: F401 - registers every built-in component
-from cdarts.cli.common import report_user_errors
-from cdarts.cli.inspect import registered_lines
+from cdarts.cli.common import CommandParser, report_user_errors
 from cdarts.errors import ConfigError
-from cdarts.registry import REGISTRIES
 
 COMMANDS = {
+    "list": "registered components, or one component's config keys, types and defaults",
     "search": "run an architecture search from a YAML config",
     "train": "retrain a genotype from scratch",
     "export": "export a trained network as a timm model folder",
@@ -21,41 +19,41 @@ COMMANDS = {
     "analyze": "analyses of finished runs (alpha/benchmark correlation)",
 }
 
+MODULES = {"list": "listing"}
+"""Commands whose module has another name (a module ``list`` would read as the builtin)."""
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cdarts",
-        description="Cyclic Differentiable Architecture Search.",
-        epilog="Run 'cdarts COMMAND --help' for a command's options.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    listing = commands.add_parser("list", help="list registered components with their modules")
-    listing.add_argument("kind", nargs="?", help=f"one of: {', '.join(REGISTRIES)} (default: all)")
+
+def build_parser(prog: str = "cdarts") -> CommandParser:
+    parser = CommandParser(prog, "Cyclic Differentiable Architecture Search.",
+                           epilog="Run 'cdarts COMMAND --help' for a command's options.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=argparse.ArgumentParser)  # placeholders: each command parses itself
     for name, help_text in COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def run_command(name: str, argv: list[str]) -> int:
-    """Hand ``argv`` to ``cdarts.cli.<name>.main``, imported only now so one command's dependencies stay its own."""
-    module_name = f"cdarts.cli.{name}"
+    """Hand ``argv`` to ``cdarts.cli.<module>.main`` as ``cdarts NAME``, imported only now so that one command's
+    dependencies stay its own."""
+    module_name = f"cdarts.cli.{MODULES.get(name, name)}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
         raise ConfigError(f"command {name!r} is not implemented yet ({module_name} is missing)") from None
-    return module.main(argv) or 0
+    return module.main(argv, prog=f"cdarts {name}") or 0
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "cdarts") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         return run_command(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
-    print("\n".join(registered_lines(args.kind)))
-    return 0
+    parser = build_parser(prog)
+    parser.parse_args(argv)  # --help, --version, no command or an unknown one: argparse answers and exits
+    parser.error("give a COMMAND")
 
 
 if __name__ == "__main__":

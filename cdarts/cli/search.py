@@ -1,24 +1,23 @@
-"""``cdarts-search --config FILE [--set key=value ...] [--output DIR] [--resume] [--dry-run]``.
+"""``cdarts-search --config FILE [--set key=value ...] [--output DIR] [--resume] [--dry-run] [--no-progress|--quiet]``.
 
 Works as plain ``cdarts-search``, ``accelerate launch -m cdarts.cli.search`` and
 ``accelerate launch --no_python cdarts-search``.
 """
 from __future__ import annotations
 
-import argparse
-
-from cdarts.cli.common import report_user_errors
+from cdarts.cli.common import CommandParser, report_user_errors
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cdarts-search", description="Run a CDARTS / DARTS architecture search.")
+def parser(prog: str = "cdarts-search") -> CommandParser:
+    p = CommandParser(prog, "Run a CDARTS / DARTS architecture search.")
     p.add_argument("--config", required=True, help="YAML config (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set strategy.epochs=3 (repeatable; YAML-typed)")
-    p.add_argument("--output", help="run folder (default runs/<config-name>-<timestamp>)")
+    p.add_output("run folder (default runs/<config-name>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--dry-run", action="store_true",
                    help="build everything, time one step of each kind and report peak memory; write nothing")
+    p.add_progress()
     return p
 
 
@@ -38,8 +37,8 @@ def dry_run_report(result: dict[str, float]) -> str:
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "cdarts-search") -> int:
+    args = parser(prog).parse(argv)
     if args.dry_run:
         from cdarts.engine import dry_run
 
@@ -47,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from cdarts.engine import search
 
-    search(args.config, overrides=args.overrides, output=args.output, resume=args.resume)
+    search(args.config, overrides=args.overrides, output=args.output, resume=args.resume, progress=args.progress,
+           quiet=args.quiet)
     return 0
 
 

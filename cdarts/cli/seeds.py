@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cdarts  # noqa: F401 - registers every built-in component
-from cdarts.cli.common import report_user_errors
+from cdarts.cli.common import CommandParser, report_user_errors
 
 if TYPE_CHECKING:
     from cdarts.reports.study import PlannedRun
@@ -38,11 +37,8 @@ def name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="cdarts-seeds",
-        description="Independent searches over several seeds (and strategies or variants), then a report.",
-    )
+def parser(prog: str = "cdarts-seeds") -> CommandParser:
+    p = CommandParser(prog, "Independent searches over several seeds (and strategies or variants), then a report.")
     p.add_argument("--config", required=True, help="YAML search config (see configs/)")
     p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--strategies", type=name_list,
@@ -59,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
                    help="one variant per value, labelled KEY=VALUE by its last key, e.g. space.eval_layers=3,5,8")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value for every run, e.g. --set strategy.epochs=3 (repeatable)")
-    p.add_argument("--output", help="study folder (default runs/<config-name>-seeds)")
+    p.add_output("study folder (default runs/<config-name>-seeds)")
+    p.add_progress()
     return p
 
 
@@ -75,8 +72,8 @@ def study_optimum(plans: Sequence[PlannedRun]) -> dict[str, float] | None:
 
 
 @report_user_errors
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "cdarts-seeds") -> int:
+    args = parser(prog).parse(argv)
     from cdarts.reports.markdown import markdown_report, write_report
     from cdarts.reports.study import plan_study, run_study
     from cdarts.reports.variants import parse_sweep, parse_variant, read_variants, strategy_variants
@@ -88,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_study(args.config, args.seeds, output, args.strategies, args.overrides, variants)
     rows = [*strategy_variants(args.strategies or []), *variants] if variants else []
     with FolderLock(output):  # one study at a time in the folder; each search also locks its own seed folder
-        runs = run_study(plans)
+        runs = run_study(plans, (lambda line: None) if args.quiet else print, progress=args.progress,
+                         quiet=args.quiet)
         labels = ", ".join(dict.fromkeys(run.label for run in runs))
         title = f"{Path(args.config).stem}: {labels}, {len(args.seeds)} seed{'s' * (len(args.seeds) > 1)}"
         optimum = study_optimum(plans)

@@ -19,7 +19,7 @@ from torch import nn
 
 from cdarts.genotypes import genotype_from_json
 from cdarts.io import file_mode, fsync_dir
-from cdarts.models.load import TrainedModel, read_trained
+from cdarts.models.load import TrainedModel, read_trained, recorded_threads
 from cdarts.runs import FolderLock
 from cdarts.stats import count_macs, inference_parameters
 
@@ -151,6 +151,7 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
         pool_size = tuple(model.forward_features(torch.zeros(1, *input_size)).shape[-2:])
     params, macs = inference_parameters(model), count_macs(model, input_size)
     config = timm_config(trained, model, pool_size, ema)
+    config["cdarts"]["threads"] = recorded_threads(str(source))  # cdarts-eval measures speed with the run's threads
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out).acquire()  # one writer: another export to ``out`` is refused until this one is done
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
@@ -183,6 +184,6 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
 
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out '{out}' exists and is not a folder")
+        raise FileExistsError(f"--output '{out}' exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"--out folder '{out}' is not empty; pass --force to replace its contents")
+        raise FileExistsError(f"--output folder '{out}' is not empty; pass --force to replace its contents")

@@ -143,7 +143,8 @@ def find_checkpoint(ref: str | Path) -> Path:
     ``best/`` folder's newest, a checkpoint folder, or a weights file."""
     path = Path(ref)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist (expected a run folder, checkpoint or file)")
+        raise FileNotFoundError(f"model '{path}' does not exist: expected a run folder, a checkpoint (folder or file), "
+                                f"local-dir:FOLDER or a registered architecture ({', '.join(ARCHITECTURES)})")
     if path.is_file() or (path / "manifest.json").is_file():
         return path
     for folder in (path / "best", path / "checkpoints", path):
@@ -156,6 +157,13 @@ def find_checkpoint(ref: str | Path) -> Path:
 def read_trained(ref: str | Path) -> TrainedModel:
     """A :class:`TrainedModel` from a run folder, checkpoint folder or a ``weights_only`` torch file holding
     ``{"architecture", "model_args", "state_dict"}``. Nothing is unpickled beyond tensors and plain data."""
+    text = str(ref)
+    if text.startswith("local-dir:") or is_export(Path(text)):
+        raise FileError(f"{text} is an export (config.json and weights), which holds no training state; name the run "
+                        "folder or checkpoint it came from")
+    if text in ARCHITECTURES and not Path(text).exists():
+        raise FileError(f"{text} is a registered architecture with fresh weights, not a trained network; name a run "
+                        "folder or checkpoint")
     path = find_checkpoint(ref)
     if path.is_file():
         if path.suffix == ".safetensors":
@@ -188,19 +196,57 @@ def read_trained(ref: str | Path) -> TrainedModel:
                         info["data"], info.get("metrics", {}), state.get("epoch"))
 
 
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` is laid out as ``cdarts-export`` writes (``config.json`` beside the weights)."""
+    return folder.is_dir() and (folder / "config.json").is_file()
+
+
 def load_model(ref: str, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """The network ``ref`` names, in eval mode, and what is known of its training data (``{}`` if nothing).
 
-    ``local-dir:FOLDER`` (or a folder holding ``config.json`` and weights, as ``cdarts-export`` writes) is
-    rebuilt by ``timm.create_model(..., pretrained=True)``; anything else is a run folder or checkpoint.
+    ``ref`` is what ``--model`` takes in every command: ``local-dir:FOLDER`` (or a folder holding ``config.json``
+    and weights, as ``cdarts-export`` writes), rebuilt by ``timm.create_model(..., pretrained=True)``; a registered
+    architecture (``cdarts_cifar``: its published genotype with fresh weights, for speed); or a run folder or
+    checkpoint.
     """
     folder = Path(ref.removeprefix("local-dir:"))
-    if ref.startswith("local-dir:") or (folder.is_dir() and (folder / "config.json").is_file()):
+    if ref.startswith("local-dir:") or is_export(folder):
         if ema:
             raise ConfigError("--ema applies to run folders and checkpoints; an export holds one set of weights")
         return load_export(folder)
+    if ref in ARCHITECTURES and not folder.exists():
+        import timm
+
+        if ema:
+            raise ConfigError(f"--ema applies to run folders and checkpoints; {ref} has fresh weights only")
+        return timm.create_model(ref).eval(), {}
     trained = read_trained(ref)
     return trained.build(ema), dict(trained.data)
+
+
+def recorded_threads(ref: str) -> int | None:
+    """The ``threads`` setting of the run a model comes from: its run folder's ``config.yaml`` (for a run folder, or
+    a checkpoint in its ``best/`` or ``checkpoints/``) or an export's ``config.json`` (``cdarts.threads``); None where
+    nothing records one. At small sizes the thread count decides the speed more than the network does."""
+    import json
+
+    from cdarts.config import read_yaml
+
+    folder = Path(ref.removeprefix("local-dir:"))
+    if ref.startswith("local-dir:") or is_export(folder):
+        try:
+            value = json.loads((folder / "config.json").read_text()).get("cdarts", {}).get("threads")
+        except (OSError, ValueError, AttributeError):
+            return None
+    else:
+        run = folder if (folder / "config.yaml").is_file() else folder.parent.parent
+        if run != folder and folder.parent.name not in ("best", "checkpoints"):
+            return None
+        try:
+            value = read_yaml(run / "config.yaml").get("threads")
+        except (OSError, ValueError):
+            return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def load_export(folder: Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -91,10 +91,11 @@ def plan_study(
     return plans
 
 
-def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) -> list[RunRecord]:
+def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print, progress: bool = True,
+              quiet: bool = False) -> list[RunRecord]:
     """Run every planned run that has not finished (a folder with ``genotype.json`` is skipped; a started search is
     resumed from its last checkpoint, a started multi-trial run starts over); refuses a folder that holds a run of
-    another config."""
+    another config. ``progress`` and ``quiet`` go to each search (``cdarts.engine.search``)."""
     from cdarts.config import load_config
     from cdarts.engine import search, search_config
     from cdarts.strategies.trials.run import run_trials, trial_config
@@ -116,5 +117,5 @@ def run_study(plans: Sequence[PlannedRun], log: Callable[[str], Any] = print) ->
             run_trials(plan.config, output=plan.run_dir, restart=started)
             continue
         log(f"{where}: {'resuming' if started else 'searching'} in {plan.run_dir}")
-        search(plan.config, output=plan.run_dir, resume=started)
+        search(plan.config, output=plan.run_dir, resume=started, progress=progress, quiet=quiet)
     return [load_run(plan.run_dir, plan.label) for plan in plans]
