@@ -35,7 +35,7 @@ class FirstOrderDarts(SearchStrategy):
         reg_lambda = self.reg_lambda(search_epoch)
         pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
         steps = min(self.steps("train"), self.steps("val"))
-        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
+        bar = self.ctx.progress(pairs, desc=self.epoch_label(epoch), total=steps)
         for train, val in bar:
             self.architecture_step(train, val, reg_lambda, meter)
             self.weight_step(*train, meter)
@@ -66,10 +66,12 @@ class SecondOrderDarts(FirstOrderDarts):
 
     The virtual step is the weight optimizer's own SGD step on the train batch, as in the DARTS code:
     ``w' = w - xi * (momentum * buf + grad_w L_train(w, alpha) + wd * w)`` with ``xi`` the current weight learning
-    rate (no clipping). Alpha's gradient is Eq. 7, ``grad_alpha L_val(w', alpha) - xi * grad2_{alpha,w} L_train(w,
-    alpha) . grad_w' L_val(w', alpha)``, the Hessian-vector product by central differences (Eq. 8) at
-    ``w +- epsilon * xi * grad_w' L_val`` with ``epsilon * ||xi * grad_w' L_val|| = 0.01`` (one ``xi``: the paper's
-    ``epsilon = 0.01 / ||grad_w' L_val||``). Four forward-backward passes per alpha step against first order's one.
+    rate (no clipping; with Nesterov, SGD's ``(1 + momentum) * (grad + wd * w) + momentum^2 * buf``, and ``xi``
+    carries the ``1 + momentum``). Alpha's gradient is Eq. 7, ``grad_alpha L_val(w', alpha) - xi *
+    grad2_{alpha,w} L_train(w, alpha) . grad_w' L_val(w', alpha)``, the Hessian-vector product by central
+    differences (Eq. 8) at ``w +- epsilon * xi * grad_w' L_val`` with ``epsilon * ||xi * grad_w' L_val|| = 0.01``
+    (one ``xi``: the paper's ``epsilon = 0.01 / ||grad_w' L_val||``). Four forward-backward passes per alpha step
+    against first order's one.
 
     Every pass's gradients are averaged over processes as they are taken, so every rank builds the same ``w'``, the
     same epsilon and the same alpha gradient. Forward passes run under the runtime's autocast; the weights, their
@@ -112,7 +114,7 @@ class SecondOrderDarts(FirstOrderDarts):
                 self.virtual_step(grads)
             (ce, logits), grads = self.pass_gradients(val, [*weights, *alphas], [])
             v, d_alpha = grads[: len(weights)], grads[len(weights) :]
-            direction = [None if g is None else lr * g for g, lr in zip(v, self.learning_rates(), strict=True)]
+            direction = [None if g is None else xi * g for g, xi in zip(v, self.step_sizes(), strict=True)]
             norm = float(torch.linalg.vector_norm(torch.stack([d.norm() for d in direction if d is not None])))
             if not (finite and math.isfinite(norm)):
                 return [torch.full_like(d, math.nan) for d in d_alpha], ce.detach(), logits.detach()
@@ -147,24 +149,29 @@ class SecondOrderDarts(FirstOrderDarts):
             p.grad = None
         return (loss, logits), grads
 
-    def learning_rates(self) -> list[float]:
-        """xi per weight tensor: its group's current learning rate."""
-        return [group["lr"] for group in self.w_opt.param_groups for _ in group["params"]]
+    def step_sizes(self) -> list[float]:
+        """xi per weight tensor, d w' / d grad: its group's current learning rate, times ``1 + momentum`` with
+        Nesterov."""
+        return [group["lr"] * (1 + group["momentum"] if group["nesterov"] else 1)
+                for group in self.w_opt.param_groups for _ in group["params"]]
 
     @torch.no_grad()
     def virtual_step(self, grads: list[Tensor | None]) -> None:
-        """w <- w - lr * (momentum * buf + grad + wd * w): the step SGD would take with ``grads`` (no dampening or
-        Nesterov; a tensor without a gradient stays, as SGD leaves it)."""
+        """w <- w - lr * (momentum * buf + grad + wd * w), or Nesterov's step: what SGD (without dampening) would
+        do with ``grads``; a tensor without a gradient stays, as SGD leaves it."""
         grads = iter(grads)
         for group in self.w_opt.param_groups:
+            m = group["momentum"]
+            # Nesterov looks ahead: buf' = m * buf + d, step d + m * buf' = (1 + m) * d + m^2 * buf
+            scale, carry = (1 + m, m * m) if group["nesterov"] else (1, m)
             for p in group["params"]:
                 grad = next(grads)
                 if grad is None:
                     continue
-                update = grad + group["weight_decay"] * p
+                update = scale * (grad + group["weight_decay"] * p)
                 buf = self.w_opt.state.get(p, {}).get("momentum_buffer")
-                if buf is not None and group["momentum"]:
-                    update += group["momentum"] * buf
+                if buf is not None and carry:
+                    update += carry * buf
                 p.sub_(group["lr"] * update)
 
     def perturbed_alpha_gradients(self, train: Batch, saved: list[Tensor], direction: list[Tensor | None],
@@ -203,13 +210,13 @@ def darts(
     """DARTS with the DARTS paper's settings (SGD 0.025 cosine to 0.001; Adam 3e-4, betas (0.5, 0.999), wd 1e-3).
 
     ``order: 1`` is DARTS-V1, ``order: 2`` DARTS-V2 (the unrolled gradient of Eq. 7-8, see ``SecondOrderDarts``; its
-    virtual step needs an SGD ``w_optimizer`` without Nesterov). ``reg_weight > 0`` adds the alpha L1 with lambda'
+    virtual step needs an SGD ``w_optimizer``). ``reg_weight > 0`` adds the alpha L1 with lambda'
     decaying as in ``cdarts`` (paper Table 5's "DARTS + L_Reg": ``reg_weight: 5``, 0 at search epoch
     ``reg_stop_epoch``; ``<= 0``: constant). ``resource`` adds a cost penalty to the alpha step (see
     ``cdarts.losses.resource``)."""
-    if order == 2 and (w_optimizer.get("type") != "sgd" or w_optimizer.get("nesterov")):
-        raise ConfigError(f"strategy.w_optimizer: DARTS order 2 takes its virtual weight step as SGD with momentum "
-                          f"does, got {w_optimizer}; use type: sgd without nesterov, or order: 1")
+    if order == 2 and w_optimizer.get("type") != "sgd":
+        raise ConfigError(f"strategy.w_optimizer.type: DARTS order 2 takes its virtual weight step as SGD does, got "
+                          f"{w_optimizer.get('type')!r}; use sgd, or order: 1")
     kind = SecondOrderDarts if order == 2 else FirstOrderDarts
     return kind(
         epochs=epochs, pretrain_epochs=pretrain_epochs, w_optimizer=w_optimizer, alpha_optimizer=alpha_optimizer,
