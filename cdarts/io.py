@@ -8,6 +8,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -118,8 +119,16 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def csv_cell(value: Any) -> Any:
+    """A CSV cell of our logs and reports: floats to 6 significant digits; a missing number (None, NaN) is an empty
+    cell, as a column a row lacks is, so every reader meets one spelling of "no value"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as CSV text; the columns are every key in order of first appearance, floats to 6 significant digits."""
+    """Rows as CSV text; the columns are every key in order of first appearance, cells as ``csv_cell`` writes them."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -127,5 +136,5 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 
 import pytest
 
-from cdarts.io import atomic_write, atomic_write_json, atomic_write_text
+from cdarts.io import atomic_write, atomic_write_json, atomic_write_text, csv_cell, csv_text
 
 
 class WriterCrash(RuntimeError):
@@ -80,3 +81,11 @@ def test_written_file_gets_the_usual_permissions(tmp_path):
         os.umask(old_umask)
     mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
+
+
+def test_csv_text_writes_a_missing_number_as_an_empty_cell():
+    rows = [{"epoch": 1, "phase": "pretrain", "e_val_acc": math.nan, "lr": None},
+            {"epoch": 2, "phase": "search", "e_val_acc": 93.12345678, "lr": 0.1, "lambda_reg": 5.0}]
+    assert csv_text(rows).splitlines() == ["epoch,phase,e_val_acc,lr,lambda_reg", "1,pretrain,,,",
+                                           "2,search,93.1235,0.1,5"]
+    assert csv_cell(math.inf) == "inf" and csv_cell(0.0) == "0" and csv_cell("nan") == "nan"

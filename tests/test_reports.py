@@ -12,7 +12,7 @@ from cdarts.config import ConfigError, build
 from cdarts.genotypes import enumerate_nb201, nb201_ops
 from cdarts.reports.correlation import alpha_score, correlation, sample_cells, write_correlation
 from cdarts.reports.markdown import markdown_report, write_report
-from cdarts.reports.records import curve_metrics, curves, load_run, mean_std, summarize
+from cdarts.reports.records import curve_metrics, curves, load_run, mean_std, read_metrics, summarize
 from cdarts.reports.study import differences, plan_study
 from cdarts.reports.variants import Variant, parse_sweep, parse_variant, read_variants, strategy_variant
 
@@ -57,6 +57,18 @@ def test_load_run_reads_label_seed_genotype_and_numbers(runs):
     assert (run.label, run.seed, run.genotype) == ("cdarts", 1, CONV)
     assert run.rows[1] == {"epoch": 1, "phase": "search", "s_val_acc": 51.0, "s_test_acc": 52.0,
                            "bench_test_acc": 94.0, "param_free_ops": 0.0}
+
+
+def test_read_metrics_takes_an_empty_cell_a_legacy_nan_and_a_short_row_as_no_value(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,phase,e_val_acc,lambda_reg\n1,pretrain,,\n2,search,nan,5\n3,search\n4,search,91.5,4.75\n")
+    rows = read_metrics(path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[3] == {"epoch": 4, "phase": "search",
+                                                                        "e_val_acc": 91.5, "lambda_reg": 4.75}
+    assert math.isnan(rows[0]["e_val_acc"]) and math.isnan(rows[0]["lambda_reg"])  # empty cells
+    assert math.isnan(rows[1]["e_val_acc"]) and rows[1]["lambda_reg"] == 5.0  # "nan", as older logs wrote
+    assert math.isnan(rows[2]["e_val_acc"]) and math.isnan(rows[2]["lambda_reg"])  # a short row
+    assert mean_std([r["e_val_acc"] for r in rows]) == (91.5, 0.0)
 
 
 def test_load_run_refuses_an_unfinished_folder(tmp_path):

@@ -6,6 +6,7 @@ import io
 import math
 from typing import Any
 
+from cdarts.io import csv_cell
 from cdarts.nasbench import PREFIX
 
 
@@ -35,10 +36,10 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def csv_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    """CSV text with the given columns (missing cells empty), floats to 6 significant digits."""
+    """CSV text with the given columns, cells as ``cdarts.io.csv_cell`` writes them (a missing value empty)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()

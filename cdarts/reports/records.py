@@ -46,9 +46,10 @@ class RunRecord:
         return self.rows[-1] if self.rows else {}
 
 
-def _value(text: str) -> Any:
-    """A metrics.csv cell: a float where it reads as one, NaN when empty, else the text (``phase``)."""
-    if text == "":
+def _value(text: str | None) -> Any:
+    """A metrics.csv cell: a float where it reads as one, NaN when empty or missing (a short row; older logs wrote
+    ``nan``, which reads as NaN too), else the text (``phase``)."""
+    if text is None or text == "":
         return math.nan
     try:
         return float(text)
