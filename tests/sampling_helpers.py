@@ -63,7 +63,7 @@ def strategy(name: str, space: str = "nas-bench-201", ctx: SearchContext | None 
 def assert_runs_two_epochs(name: str, space: str, tmp_path: Path) -> None:
     """Two epochs through the engine: a genotype of the space every epoch, finite metrics, the final genotype saved."""
     result = search(tiny(name, space), output=tmp_path / "run", quiet=True)
-    assert [h["epoch"] for h in result.history] == [0, 1]
+    assert len(result.history) == 2
     assert result.genotype.space == SPACES[space]["type"]
     assert json.loads((result.run_dir / "genotype.json").read_text()) == result.genotype.to_json()
     assert result.history[-1]["genotype"] == result.genotype.to_json()
@@ -111,7 +111,8 @@ def assert_resumes_after_sigkill(name: str, tmp_path: Path, space: str = "nas-be
     assert resumed.genotype == reference.genotype
     for got, want in zip(resumed.history, reference.history, strict=True):
         assert (got["genotype"], got["alpha"]) == (want["genotype"], want["alpha"])
-    last = [run / "checkpoints" / "epoch-0001" for run in (resumed.run_dir, reference.run_dir)]
+    last = [sorted((run / "checkpoints").glob("epoch-*"))[-1] for run in (resumed.run_dir, reference.run_dir)]
+    assert last[0].name == last[1].name
     got, want = (load_file(folder / "tensors.safetensors") for folder in last)
     assert got.keys() == want.keys()
     assert [key for key in want if not torch.equal(got[key], want[key])] == []
@@ -173,5 +174,5 @@ def assert_two_processes_agree(name: str, tmp_path: Path, space: str = "nas-benc
     for key in ("genotype", "history", "alphas", "state", "params"):
         assert ranks[0][key] == ranks[1][key], key
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert len(list(csv.DictReader(handle))) == 2
     return ranks
