@@ -207,6 +207,7 @@ Probability = Annotated[float, Range(ge=0, le=1)]
 Fraction = Annotated[float, Range(ge=0, lt=1)]
 Seed = Annotated[int, Range(ge=0, lt=2**32, why="numpy's seed range")]
 Timeout = Annotated[float, Range(gt=0, le=604_800, why="a week")]
+TrainBatch = Annotated[int, Range(ge=2, why="BatchNorm trains on two images or more")]
 
 
 def Section(schema: Callable) -> Any:  # noqa: N802 - reads as a type in signatures

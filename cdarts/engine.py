@@ -26,6 +26,7 @@ from cdarts.config import (
     Range,
     Seed,
     Timeout,
+    TrainBatch,
     build,
     config_parameters,
     dump_yaml,
@@ -58,7 +59,7 @@ def search_config(
     seed: Seed = 0,
     data: Component("datasets") = {"type": "digits"},  # noqa: B006 - schema default
     train_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5,
-    batch_size: PositiveInt = 64,
+    batch_size: TrainBatch = 64,
     eval_batch_size: PositiveInt | None = None,
     num_workers: NonNegativeInt = 0,
     space: Component("spaces") = {"type": "darts"},  # noqa: B006

@@ -428,6 +428,7 @@ def test_dump_yaml_round_trips_through_load_config(tmp_path):
          "strategy.distill.kd.temperature: expected greater than 0, got 0"),
         ("seed=-1", "seed: expected in [0, 4294967296) (numpy's seed range), got -1"),
         ("train_fraction=1", "train_fraction: expected in (0, 1), got 1"),
+        ("batch_size=1", "batch_size: expected at least 2 (BatchNorm trains on two images or more), got 1"),
     ],
 )
 def test_out_of_range_and_non_finite_values_name_path_value_and_range(override, problem):
@@ -464,6 +465,17 @@ def test_retrain_config_ranges_live_in_the_signatures():
         "grad_clip: expected greater than 0, got -1",
         "ema.decay: expected in (0, 1), got 1",
     ]
+
+
+def test_a_retrain_genotype_is_checked_with_the_other_keys():
+    from cdarts.retrain import load_retrain_config
+
+    with pytest.raises(ConfigError) as info:
+        load_retrain_config({"model": {"channels": 4, "layers": 3}}, ["batch_size=1", "model.genotype=DARTS_V3"])
+    assert len(info.value.problems) == 2
+    assert info.value.problems[0].startswith("model.genotype: unknown genotype 'DARTS_V3'; available: CDARTS_CIFAR, ")
+    assert "did you mean 'DARTS_V2'?" in info.value.problems[0]
+    assert info.value.problems[1] == "batch_size: expected at least 2 (BatchNorm trains on two images or more), got 1"
 
 
 def test_a_range_on_a_test_schema_checks_ints_floats_and_items():

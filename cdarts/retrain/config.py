@@ -14,17 +14,18 @@ from cdarts.config import (
     Fraction,
     NonNegativeFloat,
     NonNegativeInt,
+    Parsed,
     PositiveInt,
     Probability,
     Range,
     Section,
     Seed,
     Timeout,
+    TrainBatch,
     apply_overrides,
     read_yaml,
     validate,
 )
-from cdarts.errors import UserInputError
 from cdarts.models.darts import ARCHITECTURES, resolve_genotype
 from cdarts.spaces.darts import Depth
 
@@ -34,7 +35,7 @@ Architecture = Literal["cdarts_cifar", "cdarts_imagenet"]
 def model_section(
     *,
     architecture: Architecture = "cdarts_cifar",
-    genotype: str | dict | None = None,
+    genotype: Annotated[str | dict, Parsed(resolve_genotype)] | None = None,
     channels: PositiveInt | None = None,
     layers: Depth | None = None,
     auxiliary: bool = False,
@@ -76,7 +77,7 @@ def retrain_config(
     model: Section(model_section) = {},  # noqa: B006
     augment: Section(augment_section) = {},  # noqa: B006
     epochs: PositiveInt = 600,
-    batch_size: PositiveInt = 96,
+    batch_size: TrainBatch = 96,
     eval_batch_size: PositiveInt | None = None,
     num_workers: NonNegativeInt = 0,
     optimizer: Component("optimizers") = {"type": "sgd", "lr": 0.025, "weight_decay": 3e-4},  # noqa: B006
@@ -127,10 +128,7 @@ def load_retrain_config(
     defaults = ARCHITECTURES[model["architecture"]]
     for key in ("channels", "layers"):
         model[key] = defaults[key] if model[key] is None else model[key]
-    try:
-        model["genotype"] = resolve_genotype(model["genotype"] or defaults["genotype"]).to_json()
-    except UserInputError as exc:
-        raise ConfigError([f"model.genotype: {exc}"]) from None
+    model["genotype"] = resolve_genotype(model["genotype"] or defaults["genotype"]).to_json()
     return cfg
 
 
