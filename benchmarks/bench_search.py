@@ -1,15 +1,15 @@
 """Search speed against the textbook DARTS supernet, measured in one run.
 
-Runs, alternating A B A B so that drift in machine load cancels: the textbook supernet (``textbook_darts.py``,
-every op of every edge one module at a time, float32) and our supernet's training step at the same settings;
-one CDARTS joint step (step A + step B, via ``cdarts.engine.dry_run``); and one CDARTS search epoch against one
-first-order DARTS epoch on the same data and network sizes (at the config's S_E, E's epochs per cycle, and also at
-the paper's CIFAR S_E = 1 where the config differs). Every measurement runs in its own process, so peak
-memory is per measurement. Prints markdown tables (the README's); ``--json FILE`` keeps the raw
+Runs, alternating A B A B so that drift in machine load cancels: the textbook DARTS supernet (``textbook_darts.py``
+beside this script, written from the DARTS paper: every op of every edge one module at a time) and our supernet's
+training step at the same settings; one CDARTS joint step (step A + step B, via ``cdarts.engine.dry_run``); and one
+CDARTS search epoch against one first-order DARTS epoch on the same data and network sizes (at the config's S_E, E's
+epochs per cycle, and also at the paper's CIFAR S_E = 1 where the config differs). Every measurement runs in its own
+process, so peak memory is per measurement. Prints markdown tables (the README's); ``--json FILE`` keeps the raw
 measurements, ``--from-json FILE`` prints their tables again.
 
     python benchmarks/bench_search.py --preset demo
-    python benchmarks/bench_search.py --preset cifar --rounds 2
+    python benchmarks/bench_search.py --preset cifar --rounds 2 --data PATH/TO/cifar10-jpeg
     python benchmarks/bench_search.py --preset cifar-gpu          # batch 64 and 256, fp32 and bf16, on cuda
 
 Memory: on a GPU, peak allocated tensor memory. On the CPU, peak resident memory of the process (what the textbook
@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXTBOOK = ROOT.parent / "shared" / "benchmarks" / "textbook_darts.py"
-CIFAR_FOLDER = ROOT.parent / "shared" / "data" / "cifar10-jpeg-mini"
+TEXTBOOK = Path(__file__).resolve().parent / "textbook_darts.py"
 MIB = 2**20
 E_GENOTYPE = "CDARTS_CIFAR"
 """The genotype E trains on in the epoch comparison: the paper's CIFAR result, what a search converges to."""
@@ -62,7 +61,7 @@ def search_config(
     preset: dict[str, Any], device: str, precision: str, batch: int, strategy: str, eval_epochs: int | None = None
 ) -> dict:
     """The preset's search config at the run's settings (``eval_epochs``: CDARTS' S_E, if not the config's); CIFAR
-    data from the JPEG subset, or random tensors."""
+    data from the preset's ``data`` ImageFolder (``--data``), or random tensors of CIFAR's shape without one."""
     from cdarts.config import read_yaml
 
     cfg = read_yaml(ROOT / preset["config"])
@@ -71,8 +70,8 @@ def search_config(
     cfg["space"] = {**cfg["space"], "channels": preset["channels"], "layers": preset["layers"],
                     "eval_layers": preset["eval_layers"]}
     if cfg["data"]["type"] in ("cifar10", "cifar100"):
-        if CIFAR_FOLDER.is_dir():
-            cfg["data"] = {"type": "imagefolder", "root": str(CIFAR_FOLDER), "image_size": preset["size"]}
+        if preset.get("data"):
+            cfg["data"] = {"type": "imagefolder", "root": preset["data"], "image_size": preset["size"]}
         else:
             cfg["data"] = {"type": "bench_random", "image_size": preset["size"]}
     if strategy == "darts":
@@ -92,7 +91,7 @@ def config_eval_epochs(preset: dict[str, Any]) -> int:
 
 
 def register_random_data() -> None:
-    """``bench_random``: CIFAR-shaped random tensors, for machines without the CIFAR subset."""
+    """``bench_random``: CIFAR-shaped random tensors, when no ``--data`` folder is given."""
     import torch
     from torch.utils.data import TensorDataset
 
@@ -395,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="A B rounds (medians are reported)")
     p.add_argument("--threads", type=int, help="override the preset's CPU threads")
     p.add_argument("--steps", type=int, help="override the preset's timed steps")
+    p.add_argument("--data", help="CIFAR presets: an ImageFolder of CIFAR-10 images (train/<class>/); "
+                                  "default: random tensors of CIFAR's shape")
     p.add_argument("--no-epochs", action="store_true", help="skip the CDARTS / DARTS epoch comparison")
     p.add_argument("--json", help="also write the raw measurements here")
     p.add_argument("--from-json", help="print the tables of measurements written earlier with --json, measure nothing")
@@ -407,9 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         print(tables(json.loads(Path(args.from_json).read_text())))
         return 0
-    if not TEXTBOOK.is_file():
-        raise SystemExit(f"textbook script not found at {TEXTBOOK}")
     preset = dict(PRESETS[args.preset])
+    if args.data:
+        if not Path(args.data).is_dir():
+            p.error(f"--data: expected an ImageFolder of CIFAR-10 images, got {args.data!r} (not a folder)")
+        preset["data"] = str(Path(args.data).resolve())
     if args.threads:
         preset["threads"] = args.threads
     if args.steps:

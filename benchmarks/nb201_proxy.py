@@ -6,7 +6,7 @@ on 2 CPU cores. Each distillation setting runs for each seed in its own process 
 each); then a table per setting gives, per epoch, the skip-connects and parameter-free edges of the derived cell, the
 alpha entropy and the KD term, and the final cell with S's and E's accuracy on the held-out test images.
 
-    .venv/bin/python benchmarks/nb201_proxy.py --data ../shared/data/cifar10-jpeg-mini --seeds 0,1 --jobs 2
+    .venv/bin/python benchmarks/nb201_proxy.py --data PATH/TO/cifar10-jpeg --seeds 0,1 --jobs 2
     .venv/bin/python benchmarks/nb201_proxy.py --summarize runs/nb201-proxy     # print the tables again
 
 Finished runs are skipped and interrupted ones resumed, so the command can simply be run again.
@@ -83,8 +83,7 @@ def table(study: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg-mini"),
-                   help="an ImageFolder of CIFAR-10 images (train/ and test/ class folders)")
+    p.add_argument("--data", help="an ImageFolder of CIFAR-10 images (train/ and test/ class folders)")
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--epochs", type=int, default=10)
@@ -95,10 +94,9 @@ def main() -> int:
     if args.summarize:
         print(table(Path(args.summarize)))
         return 0
+    if args.data is None or not Path(args.data).is_dir():
+        p.error(f"--data: expected an ImageFolder of CIFAR-10 images (train/ and test/ class folders), got {args.data}")
     data = Path(args.data)
-    if not data.is_dir():
-        print(f"skipped: no CIFAR-10 ImageFolder at {data} (pass --data)")
-        return 0
     unknown = sorted(set(args.settings.split(",")) - set(SETTINGS))
     if unknown:
         p.error(f"unknown settings {unknown}; available: {', '.join(SETTINGS)}")
