@@ -37,12 +37,14 @@ from cdarts.errors import ConfigError, DataError
 from cdarts.genotypes import DartsGenotype, Genotype
 from cdarts.io import atomic_write_json, atomic_write_text, csv_text
 from cdarts.nasbench import benchmark_metrics
+from cdarts.plotting import write_search_plots
 from cdarts.progress import progress_bar
 from cdarts.registry import datasets
 from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.strategies.base import SearchContext, alpha_weights
+from cdarts.tracking import RunTracker, Trackers, check_installed
 
 SPLITS = ("train", "val", "test")
 
@@ -74,6 +76,7 @@ def search_config(
     eval_bn_batches: NonNegativeInt = 10,
     keep_checkpoints: PositiveInt = 2,
     plots: bool = True,
+    log_with: Trackers | None = None,
     benchmark: Component("benchmarks") | None = None,
     nonfinite: Literal["stop", "skip"] = "stop",
     max_skipped_batches: NonNegativeInt = 10,
@@ -95,7 +98,8 @@ def search_config(
     how long a process waits for the others in a collective: if one dies or hangs, the rest exit with one line naming
     its rank. On SIGTERM, SIGHUP or SIGINT the run stops at the next step, dropping the partial epoch, or with
     ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it prints the command that resumes it and
-    exits with 128 + the signal (see :mod:`cdarts.signals`).
+    exits with 128 + the signal (see :mod:`cdarts.signals`). ``plots`` redraws curves.png, alphas.png and genotype.png
+    after every epoch; ``log_with`` names accelerate trackers (``tensorboard``, ``wandb``...: :mod:`cdarts.tracking`).
     """
 
 
@@ -123,6 +127,7 @@ def search(
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
+    trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
     accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     main = accelerator.is_main_process
@@ -155,7 +160,7 @@ def search(
                 runtime.scaler.load_state_dict(state["scaler"])
             set_rng_state(optim["rng"], state["rng"])
             history, start = state["history"], state["epoch"] + 1
-            runtime.skipped = state.get("skipped_batches", 0)
+            runtime.skipped, runtime.steps = state.get("skipped_batches", 0), state.get("steps", 0)
             log(f"resuming from {path} (epoch {start} of {strategy.total_epochs})")
         else:
             log(f"no checkpoint in {checkpoints}; starting from scratch")
@@ -164,13 +169,15 @@ def search(
         if history:  # a crash between a checkpoint and its logs leaves them one epoch behind
             write_logs(run_dir, history)
 
+    tracker = RunTracker(accelerator, trackers, run_dir, cfg)
+    runtime.on_step = tracker.on_step
     guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
                      command=resume_command(config, overrides, run_dir), total_epochs=strategy.total_epochs,
                      checkpoint=found[0] if resume and found is not None else None)
     if quiet or not progress:
         ctx.progress = _quiet
     ctx.progress = guard.watching(ctx.progress)  # every training loop's batches: the step boundaries
-    with guard:
+    with guard, tracker:
         for epoch in range(start, strategy.total_epochs):
             guard.epoch = epoch
             began = time.perf_counter()
@@ -189,12 +196,16 @@ def search(
                             "alpha": alpha_weights(strategy.alphas()), "primitives": list(space.primitives),
                             "metrics": row})
             if main:  # the checkpoint first: the logs are rewritten from it on resume, so they may lag, never lead
-                state = {"strategy": strategy.state(), "history": history, "skipped_batches": runtime.skipped}
+                state = {"strategy": strategy.state(), "history": history, "skipped_batches": runtime.skipped,
+                         "steps": runtime.steps}
                 if runtime.scaler is not None:
                     state["scaler"] = runtime.scaler.state_dict()
                 guard.checkpoint = save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(),
                                                    state, keep=cfg["keep_checkpoints"])
                 write_logs(run_dir, history)
+                tracker.log(row, history[-1]["alpha"], space.edges, space.primitives)
+                if cfg["plots"]:
+                    write_search_plots(run_dir, history)
                 if not quiet:
                     log(epoch_line(row, strategy.total_epochs, genotype))
                 if metrics.get("collapse"):
@@ -206,13 +217,11 @@ def search(
     genotype = strategy.genotype()
     if main:
         atomic_write_json(run_dir / "genotype.json", genotype.to_json())
-        if cfg["plots"]:
-            write_plots(run_dir, genotype, history)
         report = budget_report(ctx.discretizer, strategy)
         if report:
             log(report)
         log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
-            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else ""))
+            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else "") + (", trackers/" if trackers else ""))
     accelerator.wait_for_everyone()
     return SearchResult(genotype, run_dir, history)
 
@@ -437,10 +446,4 @@ def epoch_line(row: dict[str, Any], total: int, genotype: Genotype) -> str:
     parts.append(f"{row['time_s']:.1f}s")
     return " | ".join(parts) + f"\n  {genotype}"
 
-
-def write_plots(run_dir: Path, genotype: Genotype, history: list[dict[str, Any]]) -> None:
-    from cdarts.plotting import plot_alpha_history, plot_genotype
-
-    plot_genotype(genotype, run_dir / "genotype.png")
-    plot_alpha_history(history, run_dir / "alphas.png")
 

@@ -27,7 +27,8 @@ class Runtime:
     ``clip_scope`` says what ``grad_clip`` bounds: ``"global"`` one norm over every parameter a step updates (the
     public CDARTS code: step A's alpha and E together), ``"per_optimizer"`` each optimizer's parameters alone.
     ``ddp`` says the networks are wrapped in DDP (retraining), which averages the gradients itself; otherwise
-    ``step`` averages them by hand (search, see ``step``).
+    ``step`` averages them by hand (search, see ``step``). ``steps`` counts the steps taken (a resumed search
+    restores it); ``on_step(steps, terms)`` is called after each one, with its loss terms (trackers log them).
     """
 
     accelerator: Any
@@ -38,6 +39,8 @@ class Runtime:
     warn: Callable[[str], None] | None = None
     clip_scope: Literal["global", "per_optimizer"] = "global"
     ddp: bool = False
+    steps: int = 0
+    on_step: Callable[[int, Mapping[str, Tensor]], None] | None = None
 
     def __post_init__(self) -> None:
         if self.clip_scope not in ("global", "per_optimizer"):
@@ -105,6 +108,9 @@ class Runtime:
                 opt.step()
         if scaler is not None:
             scaler.update()
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step(self.steps, {"loss": loss} if terms is None else terms)
 
     def check_finite(self, terms: Mapping[str, Tensor]) -> None:
         """``check_finite`` agreed by every process: all of them raise together, none waits in a collective for

@@ -5,11 +5,12 @@ import itertools
 import shutil
 
 import pytest
+from matplotlib.transforms import Bbox
 
-from cdarts import plotting
 from cdarts.genotypes import PUBLISHED, load_genotype, nb201_from_ops
 from cdarts.ops import NB201_PRIMITIVES
-from cdarts.plotting import FONT_EDGE, cell_graphs, plot_format, plot_genotype, to_dot
+from cdarts.plotting import cell_graphs, cells, plot_format, plot_genotype, to_dot
+from cdarts.plotting.cells import FONT_EDGE, genotype_figure
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 
@@ -22,7 +23,7 @@ def fake_measure(text: str, size: float) -> tuple[float, float]:
 def test_darts_cells_as_graphs():
     normal, reduce = cell_graphs(load_genotype("DARTS_V2"))
     assert (normal.title, reduce.title) == ("normal cell", "reduction cell")
-    assert [label for _, label, _ in normal.nodes] == ["c_{k-2}", "c_{k-1}", "0", "1", "2", "3", "c_{k}"]
+    assert [label for _, label, _ in normal.nodes] == ["0: c_{k-2}", "1: c_{k-1}", "2", "3", "4", "5", "c_{k}"]
     assert [kind for _, _, kind in normal.nodes] == ["input", "input"] + ["node"] * 4 + ["output"]
     ops = [(s, t, op) for s, t, op in normal.edges if op is not None]
     assert ops[:2] == [("in0", "n2", "sep_conv_3x3"), ("in1", "n2", "sep_conv_3x3")]
@@ -50,7 +51,7 @@ NB201_SAMPLE = [
 @pytest.mark.parametrize("genotype", list(PUBLISHED.values()) + NB201_SAMPLE, ids=str)
 def test_layout_keeps_labels_off_nodes_and_each_other(genotype):
     for graph in cell_graphs(genotype):
-        drawing = plotting._lay_out(graph, fake_measure)
+        drawing = cells._lay_out(graph, fake_measure)
         labels = []
         for (_, _, op), centre in zip(graph.edges, drawing.labels, strict=True):
             assert (centre is None) == (op is None)
@@ -60,13 +61,13 @@ def test_layout_keeps_labels_off_nodes_and_each_other(genotype):
                                centre[1] + height / 2))
         nodes = list(drawing.boxes.values())
         for a, b in itertools.combinations(labels + nodes, 2):
-            assert plotting._overlap(a, b) == 0, (graph.title, a, b)
+            assert cells._overlap(a, b) == 0, (graph.title, a, b)
         for route, (source, target, _) in zip(drawing.routes, graph.edges, strict=True):
             assert route[0][0] == drawing.boxes[source][2] and route[-1][0] == drawing.boxes[target][0]
 
 
 def test_layout_places_inputs_left_and_output_right():
-    drawing = plotting._lay_out(cell_graphs(load_genotype("PDARTS"))[0], fake_measure)
+    drawing = cells._lay_out(cell_graphs(load_genotype("PDARTS"))[0], fake_measure)
     xs = {node: x for node, (x, _) in drawing.centres.items() if not node.startswith("v")}
     assert xs["in0"] == xs["in1"] == min(xs.values()) and xs["out"] == max(xs.values())
     assert drawing.centres["in0"][1] > drawing.centres["in1"][1]
@@ -97,7 +98,7 @@ def test_failed_plot_leaves_existing_file(tmp_path, monkeypatch):
     def broken(*args):
         raise RuntimeError("renderer failed")
 
-    monkeypatch.setattr(plotting, "_draw_matplotlib", broken)
+    monkeypatch.setattr(cells, "_draw_matplotlib", broken)
     with pytest.raises(RuntimeError, match="renderer failed"):
         plot_genotype(load_genotype("DARTS_V2"), path, backend="matplotlib")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cells.png"]
@@ -130,7 +131,41 @@ def test_graphviz_backend_renders(tmp_path):
 
 
 def test_graphviz_backend_without_dot_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(plotting.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cells.shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="needs the 'dot' binary"):
         plot_genotype(load_genotype("DARTS_V2"), tmp_path / "cells.png", backend="graphviz")
     assert plot_genotype(load_genotype("DARTS_V2"), tmp_path / "cells.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_node_numbers_match_the_genotype_text():
+    """``('sep_conv_3x3', 1)`` at node 2 of the genotype's text is an edge from the box labelled 1 to the box 2."""
+    genotype = load_genotype("PDARTS")
+    for graph, cell in zip(cell_graphs(genotype), ("normal", "reduce"), strict=True):
+        number = {node: label.split(":")[0] for node, label, kind in graph.nodes if kind != "output"}
+        drawn = sorted((op, number[source], number[target]) for source, target, op in graph.edges if op)
+        text = sorted((op, str(source), str(node)) for node, pairs in enumerate(genotype.nodes(cell), 2)
+                      for op, source in pairs)
+        assert drawn == text
+    (graph,) = cell_graphs(load_genotype(ARCH))
+    labels = dict((node, label) for node, label, _ in graph.nodes)
+    assert sorted((op, labels[s], labels[t]) for s, t, op in graph.edges) == sorted(
+        (op, str(i), str(j)) for j, node in enumerate(load_genotype(ARCH).nodes(), 1) for op, i in node)
+
+
+@pytest.mark.parametrize("genotype", [*PUBLISHED.values(), *NB201_SAMPLE[::20]], ids=str)
+def test_rendered_labels_do_not_overlap(genotype):
+    """In the drawn figure (matplotlib's own text extents), no two labels overlap and no op name covers a node."""
+    fig = genotype_figure(cell_graphs(genotype))
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    texts = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(texts) == sum(len(g.nodes) + sum(op is not None for *_, op in g.edges) + 1
+                             for g in cell_graphs(genotype))
+    for a, b in itertools.combinations(texts, 2):
+        common = Bbox.intersection(a, b)
+        assert common is None or common.width * common.height == 0, (a, b)
+    node_boxes = [p.get_window_extent(renderer) for p in ax.patches if type(p).__name__ == "FancyBboxPatch"]
+    ops = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in genotype.ops()]
+    assert len(node_boxes) == sum(len(g.nodes) for g in cell_graphs(genotype))
+    for op, node in itertools.product(ops, node_boxes):
+        assert not op.overlaps(node), (op, node)

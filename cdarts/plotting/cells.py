@@ -1,9 +1,10 @@
 """Cell drawings of a genotype, as in the DARTS and CDARTS papers: inputs on the left, ops on the edges.
 
 ``plot_genotype`` uses Graphviz's ``dot`` when the binary is installed and otherwise draws the same layered
-picture with matplotlib, so a run folder always gets its figure. DARTS genotypes give two panels (normal and
-reduction cell, nodes ``c_{k-2}``, ``c_{k-1}``, 0..3, ``c_{k}``); NAS-Bench-201 genotypes the 4-node cell with all
-6 edges (``none`` edges dashed).
+picture with matplotlib, so a run folder always gets its figure. Nodes carry the numbers the genotype's text uses
+(``('sep_conv_3x3', 1)`` leaves node 1). DARTS genotypes give two panels (normal and reduction cell, inputs
+``0: c_{k-2}`` and ``1: c_{k-1}``, nodes 2..5, output ``c_{k}``); NAS-Bench-201 genotypes the 4-node cell (0..3)
+with all 6 edges (``none`` edges dashed).
 """
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from cdarts.errors import ConfigError
 from cdarts.genotypes import DartsGenotype, Genotype, NB201Genotype
 from cdarts.io import atomic_write
+from cdarts.plotting.files import plot_format
 
-FORMATS = ("png", "svg", "pdf")
 COLORS = {"input": "#b4eeb4", "node": "#add8e6", "output": "#eee8aa"}
 """Graphviz's darkseagreen2, lightblue and palegoldenrod, as in the DARTS figures."""
 Backend = Literal["auto", "graphviz", "matplotlib"]
@@ -50,8 +50,8 @@ def cell_graphs(genotype: Genotype) -> list[CellGraph]:
     for cell, title in (("normal", "normal cell"), ("reduce", "reduction cell")):
         steps = genotype.nodes(cell)
         ids = ["in0", "in1"] + [f"n{j}" for j in range(2, 2 + len(steps))]
-        nodes = [("in0", "c_{k-2}", "input"), ("in1", "c_{k-1}", "input")]
-        nodes += [(f"n{j}", str(j - 2), "node") for j in range(2, 2 + len(steps))]
+        nodes = [("in0", "0: c_{k-2}", "input"), ("in1", "1: c_{k-1}", "input")]
+        nodes += [(f"n{j}", str(j), "node") for j in range(2, 2 + len(steps))]
         nodes.append(("out", "c_{k}", "output"))
         edges = [(ids[source], f"n{j}", op) for j, step in enumerate(steps, 2) for op, source in step]
         edges += [(ids[j], "out", None) for j in getattr(genotype, f"{cell}_concat")]
@@ -83,15 +83,6 @@ def to_dot(genotype: Genotype) -> str:
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def plot_format(path: str | Path) -> str:
-    """The image format named by ``path``'s suffix; anything but .png, .svg, .pdf raises."""
-    suffix = Path(path).suffix
-    if suffix.lstrip(".").lower() not in FORMATS:
-        raise ConfigError(f"cannot plot to {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; "
-                          f"use one of {', '.join('.' + f for f in FORMATS)}")
-    return suffix.lstrip(".").lower()
 
 
 def plot_genotype(genotype: Genotype, path: str | Path, backend: Backend = "auto") -> Path:
@@ -129,7 +120,11 @@ Box = tuple[float, float, float, float]
 
 
 def _math(label: str) -> str:
-    return f"${label}$" if "_" in label else label
+    """``0: c_{k-2}`` as mathtext after its number: ``0: $c_{k-2}$``."""
+    if "_" not in label:
+        return label
+    number, _, name = label.rpartition(" ")
+    return f"{number} ${name}$" if number else f"${name}$"
 
 
 def _centred(row: list[str]) -> dict[str, float]:
@@ -310,6 +305,14 @@ def _lay_out(graph: CellGraph, measure) -> _Drawing:
 
 def _draw_matplotlib(graphs: list[CellGraph], path: Path, fmt: str) -> None:
     from matplotlib import rc_context
+
+    fig = genotype_figure(graphs)
+    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+        fig.savefig(path, format=fmt)
+
+
+def genotype_figure(graphs: list[CellGraph]) -> Any:
+    """The matplotlib Figure of ``graphs`` (one panel each, stacked), sized in inches to its layout."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.font_manager import FontProperties
@@ -361,36 +364,4 @@ def _draw_matplotlib(graphs: list[CellGraph], path: Path, fmt: str) -> None:
             if label is not None:
                 ax.text(label[0], label[1] + shift, op, fontsize=FONT_EDGE, ha="center", va="center", color=color,
                         zorder=2, bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none", alpha=0.9))
-    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
-        fig.savefig(path, format=fmt)
-
-
-def plot_alpha_history(history: list[dict], path: str | Path) -> Path:
-    """How the architecture weights evolved: per cell type, each op's softmax weight averaged over the edges,
-    against the epoch (one line per op). ``history`` is the engine's per-epoch list (``alpha`` entries)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not history:
-        raise ValueError("no epochs to plot")
-    fmt, path = plot_format(path), Path(path)
-    cells = list(history[0]["alpha"])
-    primitives = history[0].get("primitives") or [f"op {i}" for i in range(len(history[0]["alpha"][cells[0]][0]))]
-    epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4), squeeze=False)
-    for ax, cell in zip(axes[0], cells, strict=True):
-        for index, name in enumerate(primitives):
-            means = [sum(row[index] for row in h["alpha"][cell]) / len(h["alpha"][cell]) for h in history]
-            ax.plot(epochs, means, marker="o", markersize=3, label=name)
-        ax.set_title(f"{cell} cell")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean softmax(alpha) over edges")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    return fig

@@ -28,6 +28,7 @@ from cdarts.config import (
 )
 from cdarts.models.darts import ARCHITECTURES, resolve_genotype
 from cdarts.spaces.darts import Depth
+from cdarts.tracking import Trackers
 
 Architecture = Literal["cdarts_cifar", "cdarts_imagenet"]
 
@@ -94,6 +95,8 @@ def retrain_config(
     keep_checkpoints: PositiveInt = 2,
     dist_timeout_s: Timeout = 600.0,
     checkpoint_on_signal: bool = False,
+    plots: bool = True,
+    log_with: Trackers | None = None,
 ) -> None:
     """The keys of a retrain config (the signature is the schema; it is never called).
 
@@ -105,7 +108,8 @@ def retrain_config(
     step, dropping the partial epoch, or with ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it
     prints the command that resumes it and exits with 128 + the signal (see :mod:`cdarts.signals`). ``nonfinite`` is
     the search's policy for a NaN/inf loss or gradient (:class:`cdarts.runtime.Runtime`): ``stop``, or ``skip`` the
-    batch at most ``max_skipped_batches`` times.
+    batch at most ``max_skipped_batches`` times. ``plots`` redraws curves.png after every epoch; ``log_with`` names
+    accelerate trackers (:mod:`cdarts.tracking`).
     """
 
 

@@ -40,6 +40,7 @@ from cdarts.config import (
 from cdarts.data import epoch_seed, make_loader
 from cdarts.io import WriteError, atomic_write_json, atomic_write_text, csv_text, fsync_dir
 from cdarts.models.load import RETRAIN_INFO, find_checkpoint, load_into, load_weights, read_trained
+from cdarts.plotting import plot_retrain_curves
 from cdarts.progress import progress_bar
 from cdarts.retrain.config import config_hash, load_retrain_config
 from cdarts.retrain.data import build_data
@@ -56,6 +57,7 @@ from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.stats import inference_parameters
+from cdarts.tracking import RunTracker, check_installed
 
 RETRAIN_STATE: dict[str, Shape] = {
     "step": int,
@@ -142,6 +144,7 @@ def train(
             raise ConfigError("a config is needed (only --resume with --output can reuse the run's own config.yaml)")
         config = Path(output) / "config.yaml"
     cfg = load_retrain_config(config, overrides, genotype)
+    trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
     accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
     main = accelerator.is_main_process
@@ -256,7 +259,8 @@ def train(
     guard = RunGuard(accelerator, finish_epoch=cfg["checkpoint_on_signal"], dist_timeout_s=cfg["dist_timeout_s"],
                      command=command, total_epochs=cfg["epochs"],
                      checkpoint=found[0] if resume and found is not None else None)
-    with guard:
+    tracker = RunTracker(accelerator, trackers, run_dir, cfg)
+    with guard, tracker:
         for epoch in range(start, cfg["epochs"]):
             guard.epoch = epoch
             began = time.perf_counter()
@@ -297,6 +301,11 @@ def train(
                     raise WriteError(run_dir / "steps.csv", exc) from exc
                 if improved:
                     publish_best(run_dir, saved)
+                for r in steps_rows:
+                    tracker.on_step(r["step"], {"loss": r["loss"], "lr": r["lr"]})
+                tracker.log(row)
+                if cfg["plots"]:
+                    plot_retrain_curves(history, run_dir / "curves.png")
                 if not quiet:
                     log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss "
                         f"{row['train_loss']:.3f} top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | "
