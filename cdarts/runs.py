@@ -21,11 +21,11 @@ from cdarts.checkpoint import list_checkpoints
 from cdarts.config import ConfigError
 from cdarts.io import remove_temporaries
 
-RESUMABLE_KEYS = ("strategy.epochs", "threads", "num_workers", "keep_checkpoints", "plots", "dist_timeout_s",
-                  "checkpoint_on_signal")
+RESUMABLE_KEYS = ("strategy.epochs", "threads", "num_workers", "keep_checkpoints", "plots", "log_with",
+                  "dist_timeout_s", "checkpoint_on_signal")
 """The search config keys a ``--resume`` may change; any other difference from the run's ``config.yaml`` is
 refused. ``strategy.epochs`` extends (or shortens) the search: the LR schedule of the epochs still to run follows
-the new length. The others change speed, disk use, plots or how the run stops, never the numbers."""
+the new length. The others change speed, disk use, plots, trackers or how the run stops, never the numbers."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
