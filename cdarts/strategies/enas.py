@@ -166,14 +166,14 @@ class ReinforceSearch(CandidateSearch):
 
     def search_epoch(self, epoch: int, search_epoch: int) -> dict[str, float]:
         meter, generator = Meter(), self.generator(epoch)
-        bar = self.ctx.progress(self.batches("train", epoch), desc=f"search {search_epoch}", total=self.steps("train"))
+        bar = self.ctx.progress(self.batches("train", epoch), desc=self.epoch_label(epoch), total=self.steps("train"))
         for x, y in bar:
             with self.search_net.one_path(self.sample(generator)):
                 self.weight_step(x, y, meter)
             bar.set_postfix(loss=f"{meter.mean('train_loss'):.3f}", acc=f"{meter.mean('train_acc'):.1f}")
         batches = self.endless("val", epoch)
         with recalibrated_bn(self.search_net, [], self.ctx.runtime):  # rewards on batch statistics, as `select`
-            for _ in self.ctx.progress(range(self.controller_steps), desc=f"controller {search_epoch}"):
+            for _ in self.ctx.progress(range(self.controller_steps), desc=f"{self.epoch_label(epoch)}: controller"):
                 self.controller_step([next(batches) for _ in range(self.aggregate)], generator, meter)
         picks = self.generator(epoch, stream=1)
         candidates = [self.sample(picks) for _ in range(self.candidates)]
@@ -209,14 +209,14 @@ class ReinforceSearch(CandidateSearch):
         entropy; the baseline moves toward each reward first (``baseline_decay``; it starts at the first reward)."""
         terms = []
         for (_, log_prob, entropy), accuracy in zip(samples, accuracies, strict=True):
-            reward = accuracy + self.entropy_weight * float(entropy)
+            reward = accuracy + self.entropy_weight * entropy.item()
             if self.baseline is None:
                 self.baseline = reward
             self.baseline -= (1 - self.baseline_decay) * (self.baseline - reward)
             terms.append(-log_prob * (reward - self.baseline))
             meter.add("reward", reward)
             meter.add("controller_acc", 100.0 * accuracy)
-            meter.add("controller_entropy", float(entropy))
+            meter.add("controller_entropy", entropy.item())
         return torch.stack(terms).mean()
 
 
