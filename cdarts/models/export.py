@@ -83,8 +83,11 @@ def _pct(metrics: Mapping[str, Any], key: str) -> str:
     return f"{value:.2f}%" if isinstance(value, (int, float)) else "-"
 
 
-def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str) -> str:
-    """A short README: what the network is, how big, how accurate, and how to load it."""
+def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str, hub_repo: str | None = None) -> str:
+    """A short README under the Hugging Face Hub's front matter: what the network is, how big, how accurate, and how
+    to load it (from the Hub as well, for a folder made for ``hub_repo``)."""
+    from cdarts.models.hub import front_matter
+
     genotype = genotype_from_json(config["model_args"]["genotype"])
     args = config["model_args"]
     note = config["cdarts"]
@@ -98,7 +101,9 @@ def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str)
     ]
     table = "\n".join(f"| {name} | {top1} | {top5} |" for name, top1, top5 in rows)
     epoch = "-" if note["epoch"] is None else note["epoch"] + 1
-    return f"""# {config['architecture']} ({data.get('type', 'unknown data')})
+    hub = f'model = timm.create_model("hf-hub:{hub_repo}", pretrained=True).eval()  # the Hub\'s copy\n'
+    return front_matter(config, Path(hub_repo or folder_name).name) + f"""# {config['architecture']} \
+({data.get('type', 'unknown data')})
 
 A DARTS-space network retrained from scratch with cdarts (Cyclic Differentiable Architecture Search).
 
@@ -126,15 +131,18 @@ import cdarts  # registers the cdarts_* architectures with timm
 import timm
 
 model = timm.create_model("local-dir:{folder_name}", pretrained=True).eval()
-config = timm.data.resolve_data_config({{}}, model=model)
+{hub if hub_repo else ""}config = timm.data.resolve_data_config({{}}, model=model)
 ```
 
 or evaluate it: `cdarts-eval --model local-dir:{folder_name}`.
 """
 
 
-def export(source: str | Path, out: str | Path, ema: bool = False, force: bool = False) -> ExportResult:
+def export(
+    source: str | Path, out: str | Path, ema: bool = False, force: bool = False, hub_repo: str | None = None
+) -> ExportResult:
     """Write the network of a run folder / checkpoint to ``out``; refuses a non-empty ``out`` unless ``force``.
+    ``hub_repo``: the Hub repository the folder is meant for, whose name the card carries and loads from.
 
     The folder is assembled under a temporary name and renamed into place, so ``out`` is never half written. An
     ``out`` that is a symlink is written through: its target is replaced and the link kept.
@@ -161,7 +169,7 @@ def export(source: str | Path, out: str | Path, ema: bool = False, force: bool =
         tmp.mkdir()
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / README).write_text(model_card(config, params, macs, str(out)))
+        (tmp / README).write_text(model_card(config, params, macs, str(out), hub_repo))
         mode = file_mode()
         for name in (WEIGHTS, CONFIG, README):
             os.chmod(tmp / name, mode)
