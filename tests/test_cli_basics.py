@@ -193,3 +193,17 @@ def test_no_progress_and_quiet_print_no_progress_and_quiet_no_epoch_lines(search
     assert quiet.strip().splitlines() == out.strip().splitlines()[-3:]
     assert [line.split(":")[0] for line in quiet.strip().splitlines()[:2]] == ["final genotype", "run folder"]
     assert len(out.splitlines()) > len(quiet.splitlines())
+
+
+def test_quiet_retrain_prints_only_the_result(tmp_path, capsys):
+    config = tmp_path / "retrain.yaml"
+    config.write_text(yaml.safe_dump({
+        "seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "threads": 1, "epochs": 1,
+        "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"}, "batch_size": 16, "max_steps_per_epoch": 2,
+    }))
+    code, out, err = run(train_cli.main, ["--config", str(config), "--output", str(tmp_path / "run"), "--quiet"],
+                         capsys)
+    assert (code, err) == (0, "")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("done: best val top-1 at epoch 1: ") and lines[1] == f"run folder: {tmp_path / 'run'}"
+    assert lines[-1] == f"export: cdarts-export --model {tmp_path / 'run'} --output DIR"
