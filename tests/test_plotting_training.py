@@ -123,6 +123,7 @@ def test_alphas_png_of_a_nas_bench_201_search(tmp_path):
                 "genotype": load_genotype("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|"
                                           "skip_connect~1|skip_connect~2|").to_json()}]
     heat = alphas_figure(history).axes[0]
+    assert heat.get_title() == "cell: softmax(alpha) at epoch 1 (red: in the genotype)"
     assert [t.get_text() for t in heat.get_yticklabels()] == ["0→1", "0→2", "1→2", "0→3", "1→3", "2→3"]
     assert sorted((int(p.get_x() + 0.5), int(p.get_y() + 0.5)) for p in heat.patches) == [(1, r) for r in range(6)]
     assert plot_alphas(history, tmp_path / "alphas.svg").read_text().startswith("<?xml")

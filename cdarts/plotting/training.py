@@ -54,7 +54,7 @@ SEARCH_PANELS = (
 
 RETRAIN_PANELS = (
     Panel("loss", "cross-entropy", {
-        "train_loss": "train (with aux)", "val_loss": "val", "test_loss": "test", "ema_val_loss": "EMA val",
+        "train_loss": "train batches", "val_loss": "val", "test_loss": "test", "ema_val_loss": "EMA val",
         "ema_test_loss": "EMA test"}),
     Panel("top-1 accuracy", "accuracy (%)", {
         "train_top1": "train", "val_top1": "val (chooses best/)", "test_top1": "test", "ema_val_top1": "EMA val",
@@ -198,7 +198,8 @@ def alphas_figure(history: Sequence[Mapping[str, Any]]) -> Any:
         ax.set_xticks(range(len(primitives)), primitives, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylabel("edge (input→node)")
-        ax.set_title(f"{cell} cell: softmax(alpha) at epoch {epochs[-1]} (red: in the genotype)", fontsize=10)
+        name = cell if cell == "cell" else f"{cell} cell"
+        ax.set_title(f"{name}: softmax(alpha) at epoch {epochs[-1]} (red: in the genotype)", fontsize=10)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
         bar.set_label("softmax(alpha)", fontsize=8)
         bar.ax.tick_params(labelsize=7)
@@ -208,7 +209,7 @@ def alphas_figure(history: Sequence[Mapping[str, Any]]) -> Any:
             ax.plot(epochs, [h["alpha"][cell][r][top] for h in history], marker="o", markersize=2.5, linewidth=1.3,
                     color=colors(r % 20), label=f"{label} {primitives[top]}")
         ax.axhline(1 / len(primitives), color="0.5", linestyle="--", linewidth=1, label="uniform")
-        ax.set_title(f"{cell} cell: weight of each edge's leading op", fontsize=10)
+        ax.set_title(f"{name}: weight of each edge's leading op", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("softmax(alpha)")
         ax.grid(alpha=0.3)
