@@ -255,6 +255,7 @@ class Numeric:
     items: int | None
     fill: tuple
     check: Callable[[dict], dict]
+    cross: Callable[[dict], Any] | None = None
 
     def wrap(self, value: Any) -> Any:
         return value if self.items is None else [value] * self.items
@@ -298,7 +299,8 @@ def numeric_parameters() -> list[Numeric]:
                 hint, *extras = typing.get_args(hint)
                 bounds = next((e for e in extras if isinstance(e, Range)), None)
             if hint in (int, float):
-                found.append(Numeric(label, name, hint, bounds, optional and items is None, items, fill, check))
+                found.append(Numeric(label, name, hint, bounds, optional and items is None, items, fill, check,
+                                     getattr(factory, "__config_check__", None)))
     return found
 
 
@@ -339,6 +341,14 @@ def boundary_values(p: Numeric) -> list[Any]:
     return values
 
 
+def crossed(p: Numeric, value: Any) -> bool:
+    """Whether a value its range admits breaks a constraint with the other keys at their defaults (``cross_check``)."""
+    if p.cross is None or not valid(p, value):
+        return False
+    keys = {**p.check(dict(p.fill)), p.name: p.wrap(value)}
+    return any(True for _ in p.cross(keys))
+
+
 def validates_as_declared(p: Numeric, value: Any) -> None:
     """A valid value comes back filled (ints as floats for a float); anything else is a ConfigError naming the path
     and the value, never another exception."""
@@ -346,11 +356,13 @@ def validates_as_declared(p: Numeric, value: Any) -> None:
     try:
         filled = p.check(args)
     except ConfigError as exc:
+        if crossed(p, value):
+            return
         assert not valid(p, value), f"{p.where}: {p.name}={value!r} refused: {exc}"
         ours = [line for line in exc.problems if line.split(": ", 1)[0].split(".")[-1].startswith(p.name)]
         assert ours and shown(value) in ours[0], (p, value, exc.problems)
         return
-    assert valid(p, value), f"{p.where}: {p.name}={shown(value)} accepted"
+    assert valid(p, value) and not crossed(p, value), f"{p.where}: {p.name}={shown(value)} accepted"
     got = filled[p.name] if p.items is None else filled[p.name][0]
     assert value is None or (type(got) is p.base and got == p.base(value)), (p, value, got)
 
