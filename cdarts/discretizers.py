@@ -98,8 +98,6 @@ def topk(
 ) -> TopK:
     """DARTS's rule: top-``k`` incoming edges per node, each with its best non-``none`` op. With a ``budget``
     (``600M``, ``5.4M``, ``12ms``) of ``cost``, a genotype over it is changed until it fits."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
     return TopK(k, tuple(exclude), _budget(budget), cost)
 
 

@@ -96,8 +96,9 @@ def test_topk_config_is_validated():
         validate_component("discretizers", {"type": "topk", "k": "2", "exclude": ["nonee"]}, "discretizer")
     assert info.value.problems[0] == "discretizer.k: expected int, got str '2'"
     assert info.value.problems[1].startswith("discretizer.exclude[0]: unknown op 'nonee'")
-    with pytest.raises(ValueError, match="k must be at least 1, got 0"):
-        build("discretizers", {"type": "topk", "k": 0})
+    with pytest.raises(ConfigError) as info:
+        validate_component("discretizers", {"type": "topk", "k": 0}, "discretizer")
+    assert info.value.problems == ["discretizer.k: expected at least 1, got 0"]
 
 
 def test_everything_excluded_raises():

@@ -61,8 +61,6 @@ class NB201Skeleton(nn.Module):
     ) -> None:
         super().__init__()
         check_stage_taps(stage_taps)
-        if cells_per_stage < 1:
-            raise ValueError(f"cells_per_stage must be at least 1, got {cells_per_stage}")
         self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         widths = (channels, 2 * channels, 4 * channels)
         self.cells = nn.ModuleList(make_cell(width) for width in widths for _ in range(cells_per_stage))
