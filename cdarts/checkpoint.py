@@ -1,9 +1,10 @@
 """Crash-safe, unpickling-free checkpoints: one folder per checkpoint, written under a temporary name, fsynced,
 then renamed, with a manifest of sizes and SHA-256 hashes that loading checks.
 
-Layout of ``checkpoints/epoch-0007/``: ``tensors.safetensors`` (module states, keys prefixed by module name),
-``optim.pt`` (optimizer states and the torch RNG: plain tensors and numbers, read with ``weights_only=True``),
-``state.json`` (everything else: epoch, history, Python/NumPy RNG) and ``manifest.json``.
+Layout of ``checkpoints/epoch-0007/`` (written after the 7th epoch: epochs count from 1 everywhere, pretraining
+included): ``tensors.safetensors`` (module states, keys prefixed by module name), ``optim.pt`` (optimizer states and
+the torch RNG: plain tensors and numbers, read with ``weights_only=True``), ``state.json`` (everything else: epoch,
+history, Python/NumPy RNG) and ``manifest.json``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ PREFIX = "epoch-"
 FILES = ("tensors.safetensors", "optim.pt", "state.json")
 CORRUPT = "corrupt"
 """Where a resuming run moves the unusable checkpoints it falls back past (``checkpoints/corrupt/epoch-0003``)."""
+NUMBERING = "epoch_numbering"
+"""state.json's key saying its epochs count from 1 (its value). Checkpoints written before (cdarts 0.1.0) lack it:
+their epochs counted from 0 (``epoch-0000`` held the first epoch), and loading one adds 1 to every ``epoch`` it holds,
+so a run they began resumes numbered as a new one (see ``legacy_numbering``)."""
 
 
 class CheckpointError(FileError):
@@ -138,9 +143,9 @@ def save_checkpoint(
     keep: int = 2,
     extra_tensors: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``folder/epoch-NNNN`` atomically and keep only the newest ``keep`` checkpoints up to this one: those
-    numbered higher (left by a run this one fell back past) are neither counted nor removed, so pruning never
-    removes the checkpoint just written.
+    """Write ``folder/epoch-NNNN`` (``epoch``: the number of epochs done, from 1) atomically and keep only the newest
+    ``keep`` checkpoints up to this one: those numbered higher (left by a run this one fell back past) are neither
+    counted nor removed, so pruning never removes the checkpoint just written.
 
     Raises:
         NonFiniteStateError: a module or optimizer tensor holds NaN or inf (nothing is written).
@@ -148,6 +153,8 @@ def save_checkpoint(
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
+    if epoch < 1:
+        raise ValueError(f"epoch must be at least 1 (epochs count from 1), got {epoch}")
     final = folder / f"{PREFIX}{epoch:04d}"
     tensors = module_tensors(modules)
     optimizer_states = {name: opt.state_dict() for name, opt in optimizers.items()}
@@ -162,7 +169,7 @@ def save_checkpoint(
         )
     rng_tensors, rng_plain = rng_state()
     optim = {"optimizers": optimizer_states, "rng": rng_tensors, "extra": extra_tensors or {}}
-    state_text = json.dumps({"epoch": epoch, "rng": rng_plain, **state})
+    state_text = json.dumps({"epoch": epoch, NUMBERING: 1, "rng": rng_plain, **state})
     writers = {
         "tensors.safetensors": lambda path: save_file(tensors, str(path)),
         "optim.pt": lambda path: torch.save(optim, path),
@@ -279,7 +286,22 @@ def load_checkpoint(
     problem = shape_problem(state, {**STATE_SHAPE, **(fields or {})}) or _state_problem(state)
     if problem:
         raise CheckpointError(f"{path / 'state.json'}: {problem}")
-    return tensors, optim, state
+    return tensors, optim, (_renumbered(state) if legacy_numbering(state) else state)
+
+
+def legacy_numbering(state: Mapping[str, Any]) -> bool:
+    """Whether a state.json was written with epochs counted from 0 (before ``NUMBERING``); ``load_checkpoint`` has
+    renumbered what it holds, and a caller renumbers the older logs it reads besides (the retrain's steps.csv)."""
+    return state.get(NUMBERING) != 1
+
+
+def _renumbered(value: Any) -> Any:
+    """``value`` (parsed JSON) with 1 added to every integer under an ``epoch`` key: 0-based epochs made 1-based."""
+    if isinstance(value, list):
+        return [_renumbered(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {key: item + 1 if key == "epoch" and type(item) is int else _renumbered(item) for key, item in value.items()}
 
 
 def _optim_problem(optim: Any) -> str | None:
@@ -299,10 +321,11 @@ def _optim_problem(optim: Any) -> str | None:
 
 
 def _state_problem(state: dict[str, Any]) -> str | None:
-    """Values of a well-shaped state.json that cannot be used: a negative epoch, RNG states that cannot be set
-    (tried on fresh generators, as ``set_rng_state`` would set the global ones)."""
-    if state["epoch"] < 0:
-        return f"epoch: expected at least 0, got {state['epoch']}"
+    """Values of a well-shaped state.json that cannot be used: an epoch before the first, RNG states that cannot be
+    set (tried on fresh generators, as ``set_rng_state`` would set the global ones)."""
+    first = 0 if legacy_numbering(state) else 1
+    if state["epoch"] < first:
+        return f"epoch: expected at least {first}, got {state['epoch']}"
     try:
         kind, keys, pos, has_gauss, cached = state["rng"]["numpy"]
         np.random.RandomState().set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))

@@ -6,7 +6,6 @@ replays exactly the run an uninterrupted one would have made.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal
 import torch
 from torch.utils.data import Subset
 
-from cdarts.checkpoint import latest_checkpoint, restore_modules, save_checkpoint, set_rng_state
+from cdarts.checkpoint import latest_checkpoint, restore_modules, rng_state, save_checkpoint, set_rng_state
 from cdarts.config import (
     Component,
     NonNegativeInt,
@@ -33,17 +32,37 @@ from cdarts.config import (
     load_config,
 )
 from cdarts.data import epoch_seed, make_loader, search_split
+from cdarts.epochs import epoch_line, run_eta, write_logs
+from cdarts.epochs import phase as epoch_phase
 from cdarts.errors import ConfigError, DataError
 from cdarts.genotypes import DartsGenotype, Genotype
-from cdarts.io import atomic_write_json, atomic_write_text, csv_text
+from cdarts.io import atomic_write_json, atomic_write_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.plotting import write_search_plots
 from cdarts.progress import progress_bar
 from cdarts.registry import datasets
-from cdarts.runs import check_resume_config, claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.runs import (
+    check_resume_config,
+    claim_run_dir,
+    guarded_run,
+    launch_line,
+    launch_record,
+    make_accelerator,
+    record_launch,
+    shared_run_dir,
+)
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.strategies.base import SearchContext, alpha_weights
+from cdarts.timing import (
+    ESTIMATE_MIN_STEPS,
+    ESTIMATE_WARN_S,
+    long_run_warning,
+    peak_memory,
+    reset_peak_memory,
+    run_estimate,
+    timed,
+)
 from cdarts.tracking import RunTracker, Trackers, check_installed
 
 SPLITS = ("train", "val", "test")
@@ -67,7 +86,7 @@ def search_config(
     space: Component("spaces") = {"type": "darts"},  # noqa: B006
     discretizer: Component("discretizers") | None = None,
     strategy: Component("strategies") = {"type": "cdarts"},  # noqa: B006
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no",
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None,
     cpu: bool = False,
     threads: PositiveInt | None = None,
     grad_clip: Annotated[float, Range(gt=0)] | None = 5.0,
@@ -92,7 +111,9 @@ def search_config(
     norm over all the step's parameters (``clip_scope: global``, the public code) or each optimizer's alone
     (``per_optimizer``: step A clips alpha and E separately); ``eval_bn_batches`` re-estimates BN statistics on that
     many val batches before each eval-mode accuracy (0: use the running statistics as they are); ``benchmark`` looks up
-    every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``). A NaN or inf loss
+    every epoch's genotype (``bench_<metric>`` columns, e.g. ``{type: table, path: nb201.csv}``). ``mixed_precision:
+    null`` takes the launcher's (``accelerate launch --mixed_precision``, or the ``accelerate config`` default it passes
+    down), else ``no``; the run's config.yaml records the one that ran. A NaN or inf loss
     term or alpha ``nonfinite: stop``s the run naming the term, or with ``skip`` drops that step (warning, and
     counting ``skipped_batches``) until more than ``max_skipped_batches`` were dropped. ``dist_timeout_s`` bounds
     how long a process waits for the others in a collective: if one dies or hangs, the rest exit with one line naming
@@ -129,7 +150,9 @@ def search(
     cfg = load_config(config, search_config, overrides)
     trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
-    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
+    configured = cfg["mixed_precision"]
+    accelerator = make_accelerator(configured, cfg["cpu"], cfg["dist_timeout_s"])
+    cfg["mixed_precision"] = accelerator.mixed_precision  # config.yaml records what runs (the launcher's, or "no")
     main = accelerator.is_main_process
     log = accelerator.print
     run_dir = shared_run_dir(accelerator, output, name, resume)
@@ -159,15 +182,26 @@ def search(
             if runtime.scaler is not None and "scaler" in state:
                 runtime.scaler.load_state_dict(state["scaler"])
             set_rng_state(optim["rng"], state["rng"])
-            history, start = state["history"], state["epoch"] + 1
+            history, start = state["history"], state["epoch"]  # the epochs done, numbered from 1
             runtime.skipped, runtime.steps = state.get("skipped_batches", 0), state.get("steps", 0)
-            log(f"resuming from {path} (epoch {start} of {strategy.total_epochs})")
+            eta = run_eta(history, strategy.pretrain_epochs, strategy.total_epochs) or "nothing left to run"
+            log(f"resuming from {path} after epoch {start} of {strategy.total_epochs} "
+                f"({strategy.epoch_label(start - 1)}); {eta}")
         else:
             log(f"no checkpoint in {checkpoints}; starting from scratch")
+    launch = launch_record(accelerator, cfg["batch_size"])
     if main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        record_launch(run_dir, launch, warn=log)
+        if not quiet:
+            log(f"search: {cfg['strategy']['type']} on {cfg['data']['type']}, {launch_line(launch, configured)} "
+                f"-> {run_dir}")
         if history:  # a crash between a checkpoint and its logs leaves them one epoch behind
             write_logs(run_dir, history)
+        elif accelerator.device.type == "cpu" and accelerator.num_processes == 1:
+            warning = long_run_estimate(cfg, accelerator, strategy)
+            if warning:
+                log(warning)
 
     tracker = RunTracker(accelerator, trackers, run_dir, cfg)
     runtime.on_step = tracker.on_step
@@ -188,11 +222,11 @@ def search(
             metrics.update(strategy.cost_metrics(genotype))
             if benchmark is not None:
                 metrics.update(benchmark_metrics(benchmark, genotype, warn=log if main else None))
-            phase = "pretrain" if epoch < strategy.pretrain_epochs else "search"
+            phase = epoch_phase(epoch, strategy.pretrain_epochs)
             if runtime.nonfinite == "skip":
                 metrics["skipped_batches"] = float(runtime.skipped)
-            row = {"epoch": epoch, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
-            history.append({"epoch": epoch, "genotype": genotype.to_json(),
+            row = {"epoch": epoch + 1, "phase": phase, **metrics, "time_s": time.perf_counter() - began}
+            history.append({"epoch": epoch + 1, "genotype": genotype.to_json(),
                             "alpha": alpha_weights(strategy.alphas()), "primitives": list(space.primitives),
                             "metrics": row})
             if main:  # the checkpoint first: the logs are rewritten from it on resume, so they may lag, never lead
@@ -200,14 +234,17 @@ def search(
                          "steps": runtime.steps}
                 if runtime.scaler is not None:
                     state["scaler"] = runtime.scaler.state_dict()
-                guard.checkpoint = save_checkpoint(checkpoints, epoch, strategy.modules(), strategy.optimizers(),
+                guard.checkpoint = save_checkpoint(checkpoints, epoch + 1, strategy.modules(), strategy.optimizers(),
                                                    state, keep=cfg["keep_checkpoints"])
                 write_logs(run_dir, history)
                 tracker.log(row, history[-1]["alpha"], space.edges, space.primitives)
                 if cfg["plots"]:
                     write_search_plots(run_dir, history)
                 if not quiet:
-                    log(epoch_line(row, strategy.total_epochs, genotype))
+                    changed = len(history) < 2 or history[-2]["genotype"] != history[-1]["genotype"]
+                    eta = run_eta(history, strategy.pretrain_epochs, strategy.total_epochs)
+                    log(epoch_line(row, strategy.total_epochs, strategy.epoch_label(epoch), eta,
+                                   genotype if changed else None))
                 if metrics.get("collapse"):
                     log("warning: the genotype is collapsing to skip connections (more than half the normal cell's "
                         "ops)")
@@ -221,7 +258,8 @@ def search(
         if report:
             log(report)
         log(f"\nfinal genotype: {genotype}\nrun folder: {run_dir}\n  genotype.json, genotypes.jsonl, metrics.csv, "
-            f"config.yaml, checkpoints/" + (", plots" if cfg["plots"] else "") + (", trackers/" if trackers else ""))
+            f"config.yaml, launch.json, checkpoints/" + (", plots" if cfg["plots"] else "")
+            + (", trackers/" if trackers else ""))
     accelerator.wait_for_everyone()
     return SearchResult(genotype, run_dir, history)
 
@@ -292,12 +330,8 @@ def setup_search(cfg: dict, accelerator: Any, benchmark: Any = None) -> tuple[Se
 
 
 def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: int = 2) -> dict[str, float]:
-    """Build everything a search builds and run one search epoch of one batch per step, ``repeats`` times (the first
-    warms up); write nothing. Returns seconds per step of each kind the strategy takes (``step_a``: the joint or
-    alpha step, ``step_b``: the weight step, ``e_step``: E alone, ``select``: switching E's genotype), the
-    ``batch_size`` (for images/s) and the memory peaks in bytes (``peak_bytes``; on CPU the process's,
-    ``peak_above_build_bytes`` from before the build).
-    """
+    """Build everything a search builds and time it on one batch per loop, ``repeats`` times (the first warms up);
+    write nothing. See ``measure_steps`` for what it returns."""
     from accelerate.utils import set_seed
 
     cfg = load_config(config, search_config, overrides)
@@ -305,10 +339,22 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
+    return measure_steps(cfg, accelerator, repeats)
+
+
+def measure_steps(cfg: dict, accelerator: Any, repeats: int = 2) -> dict[str, float]:
+    """Seconds per step of each kind the strategy takes (``step_a``: the joint or alpha step, ``step_b``: the weight
+    step, ``e_step``: E alone, ``select``: switching E's genotype), the ``batch_size`` (for images/s), the memory
+    peaks in bytes (``peak_bytes``; on CPU the process's, ``peak_above_build_bytes`` from before the build), and the
+    whole search at these speeds (``estimate_s``: ``epochs`` x ``steps_per_epoch``, see ``timing.run_estimate``), all
+    from a fresh build of ``cfg`` on ``accelerator`` running one batch per loop."""
     device = accelerator.device
     reset_peak_memory(device)
     before = peak_memory(device)
     ctx, strategy = setup_search(cfg, accelerator)
+    steps = strategy.steps("train")
+    cap = ctx.max_steps or math.inf
+    eval_steps = sum(min(len(ctx.loader(split, 0)), cap) for split in ("val_eval", "test")) / 2
     ctx.max_steps = 1
     ctx.progress = _quiet
     targets = {"step_a": (strategy, "joint_step" if hasattr(strategy, "joint_step") else "alpha_step"),
@@ -318,13 +364,24 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     times: dict[str, list[float]] = {}
     for key, (owner, name) in targets.items():
         if hasattr(owner, name):
-            setattr(owner, name, _timed(getattr(owner, name), times.setdefault(key, []), device))
+            setattr(owner, name, timed(getattr(owner, name), times.setdefault(key, []), device))
     for _ in range(repeats):
-        strategy.run_epoch(strategy.pretrain_epochs)
+        timed(strategy.run_epoch, times.setdefault("search_epoch_s", []), device)(strategy.pretrain_epochs)
     for owner, name in targets.values():
         owner.__dict__.pop(name, None)
+    bn_batches = ctx.bn_batches
+    for _ in range(repeats):
+        timed(strategy.evaluate, times.setdefault("evaluate_bn_s", []), device)(strategy.pretrain_epochs)
+        ctx.bn_batches = 0
+        timed(strategy.evaluate, times.setdefault("evaluate_s", []), device)(strategy.pretrain_epochs)
+        ctx.bn_batches = bn_batches
+        if strategy.pretrain_epochs:
+            timed(strategy.run_epoch, times.setdefault("pretrain_epoch_s", []), device)(0)
     result = {key: sum(values[1:] or values) / len(values[1:] or values) for key, values in times.items() if values}
+    result["calibrate_s"] = max(0.0, result.pop("evaluate_bn_s") - result["evaluate_s"])
     result["batch_size"] = float(cfg["batch_size"])
+    result.update(epochs=float(strategy.total_epochs), steps_per_epoch=float(steps),
+                  estimate_s=run_estimate(result, strategy.pretrain_epochs, strategy.epochs, steps, eval_steps))
     peak = peak_memory(device)
     result["peak_bytes"] = float(peak)
     if device.type != "cuda":
@@ -332,50 +389,25 @@ def dry_run(config: str | Path | dict, overrides: Sequence[str] = (), repeats: i
     return result
 
 
+def long_run_estimate(cfg: dict, accelerator: Any, strategy: Any) -> str | None:
+    """The warning a search about to start prints when ``measure_steps`` estimates it at over an hour; None without
+    measuring when the run is too short for that to be worth it (``timing.ESTIMATE_MIN_STEPS``). The measurement
+    builds its own networks and the RNGs are put back after it, so the run's numbers do not change."""
+    steps = strategy.steps("train")
+    if steps * strategy.total_epochs < ESTIMATE_MIN_STEPS:
+        return None
+    tensors, plain = rng_state()
+    try:
+        seconds = measure_steps(cfg, accelerator)["estimate_s"]
+    finally:
+        set_rng_state(tensors, plain)
+    return long_run_warning(seconds, strategy.total_epochs, steps) if seconds > ESTIMATE_WARN_S else None
+
+
 def _quiet(batches: Iterable, desc: str, total: int | None = None) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(batches, disable=True)
-
-
-def _timed(fn: Any, times: list[float], device: torch.device) -> Any:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        began = time.perf_counter()
-        out = fn(*args, **kwargs)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - began)
-        return out
-
-    return timed
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak, so that a measurement is not hidden under an earlier, larger one in the same process (on the
-    CPU, Linux resets the resident high-water mark through ``/proc/self/clear_refs``; elsewhere nothing is reset)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_memory(device: torch.device) -> int:
-    """Peak bytes since the last reset: allocated tensor memory on a GPU, the process's peak resident memory on the
-    CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
 
 
 def plain_splits(data_spec: dict) -> Any:
@@ -418,32 +450,5 @@ def diagnostics(genotype: Genotype, alphas: dict[str, torch.Tensor]) -> dict[str
         "alpha_entropy": float(torch.stack(entropies).mean()),
         "collapse": float(2 * normal.count("skip_connect") > len(normal)),
     }
-
-
-def write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.csv`` and ``genotypes.jsonl`` from the history (atomic, so they match the checkpoint)."""
-    atomic_write_text(run_dir / "metrics.csv", csv_text([h["metrics"] for h in history]))
-    lines = [json.dumps({k: h[k] for k in ("epoch", "genotype", "primitives", "alpha")}) for h in history]
-    atomic_write_text(run_dir / "genotypes.jsonl", "\n".join(lines) + "\n")
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
-
-
-def epoch_line(row: dict[str, Any], total: int, genotype: Genotype) -> str:
-    parts = [f"epoch {row['epoch'] + 1}/{total} [{row['phase']}]"]
-    if "s_val_acc" in row:
-        parts.append(f"S val {_fmt(row['s_val_acc'])} test {_fmt(row.get('s_test_acc'))}")
-    if "e_val_acc" in row:
-        parts.append(f"E val {_fmt(row['e_val_acc'])} test {_fmt(row.get('e_test_acc'))}")
-    if "lambda_reg" in row:
-        parts.append(f"lambda' {row['lambda_reg']:.2f}")
-    bench = [f"{key.removeprefix('bench_')} {_fmt(value)}" for key, value in row.items() if key.startswith("bench_")]
-    if bench:
-        parts.append("bench " + " ".join(bench))
-    parts.append(f"free ops {row['param_free_ops']:.0f}")
-    parts.append(f"{row['time_s']:.1f}s")
-    return " | ".join(parts) + f"\n  {genotype}"
 
 

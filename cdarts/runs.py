@@ -19,7 +19,7 @@ import torch
 
 from cdarts.checkpoint import list_checkpoints
 from cdarts.config import ConfigError
-from cdarts.io import remove_temporaries
+from cdarts.io import atomic_write_json, remove_temporaries
 
 RESUMABLE_KEYS = ("strategy.epochs", "threads", "num_workers", "keep_checkpoints", "plots", "log_with",
                   "dist_timeout_s", "checkpoint_on_signal")
@@ -27,12 +27,33 @@ RESUMABLE_KEYS = ("strategy.epochs", "threads", "num_workers", "keep_checkpoints
 refused. ``strategy.epochs`` extends (or shortens) the search: the LR schedule of the epochs still to run follows
 the new length. The others change speed, disk use, plots, trackers or how the run stops, never the numbers."""
 
+PRECISIONS = ("no", "fp16", "bf16")
+"""The mixed precisions a run takes (its config's ``mixed_precision``)."""
+LAUNCH_FILE = "launch.json"
+"""What a run folder records of how the run was launched: processes, batch per process and in all, precision."""
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | None = None, **kwargs: Any) -> Any:
+def launcher_precision() -> str | None:
+    """The mixed precision ``accelerate launch`` passes down (its ``--mixed_precision``, else the ``accelerate config``
+    default) in ``ACCELERATE_MIXED_PRECISION``; None outside a launcher."""
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if value is None:
+        return None
+    if value.lower() not in PRECISIONS:
+        raise ConfigError(f"ACCELERATE_MIXED_PRECISION={value!r} (set by accelerate launch): cdarts runs "
+                          f"{', '.join(map(repr, PRECISIONS))}")
+    return value.lower()
+
+
+def make_accelerator(mixed_precision: str | None, cpu: bool, dist_timeout_s: float | None = None,
+                     **kwargs: Any) -> Any:
     """One Accelerator for the run (created in the command, never at import).
+
+    ``mixed_precision`` is the config's: None takes the launcher's (``launcher_precision``), else ``no``; the
+    Accelerator's ``mixed_precision`` says which ran.
 
     Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
     of ``accelerate launch --multi_gpu --num_processes 2`` would run the whole job alone, as its own main process.
@@ -51,8 +72,43 @@ def make_accelerator(mixed_precision: str, cpu: bool, dist_timeout_s: float | No
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not launched:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu or (launched and not torch.cuda.is_available()),
-                       **kwargs)
+    return Accelerator(mixed_precision=mixed_precision or launcher_precision() or "no",
+                       cpu=cpu or (launched and not torch.cuda.is_available()), **kwargs)
+
+
+def launch_record(accelerator: Any, batch_size: int) -> dict[str, Any]:
+    """How a run is launched, as ``launch.json`` records it: processes, the config's ``batch_size`` (per process),
+    the effective batch of one update (all processes together), the precision and the device type."""
+    processes = accelerator.num_processes
+    return {"num_processes": processes, "batch_size": batch_size, "effective_batch_size": processes * batch_size,
+            "mixed_precision": accelerator.mixed_precision, "device": accelerator.device.type}
+
+
+def launch_line(record: Mapping[str, Any], configured: str | None) -> str:
+    """``2 processes x batch 64 = effective batch 128, mixed precision bf16 on cuda``, saying when the config's
+    ``mixed_precision`` (``configured``) overrode the launcher's."""
+    processes = record["num_processes"]
+    line = (f"{processes} process{'es' * (processes != 1)} x batch {record['batch_size']} = effective batch "
+            f"{record['effective_batch_size']}, mixed precision {record['mixed_precision']} on {record['device']}")
+    launcher = launcher_precision()
+    if configured is not None and launcher not in (None, configured):
+        line += f" (the config's mixed_precision; the launcher's {launcher} is not used)"
+    return line
+
+
+def record_launch(run_dir: Path, record: Mapping[str, Any], warn: Callable[[str], Any] = print) -> None:
+    """Write ``launch.json``; a resumed run launched with another effective batch is warned that its numbers will
+    differ from an uninterrupted run's."""
+    path = run_dir / LAUNCH_FILE
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and before.get("effective_batch_size") != record["effective_batch_size"]:
+        warn(f"warning: this run began with effective batch {before.get('effective_batch_size')} "
+             f"({before.get('num_processes')} process(es)); now {record['effective_batch_size']} "
+             f"({record['num_processes']}): the epochs from here differ from an uninterrupted run's")
+    atomic_write_json(path, dict(record))
 
 
 def resolve_run_dir(output: str | Path | None, name: str, resume: bool, warn: Callable[[str], Any] = print) -> Path:

@@ -58,9 +58,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, c
     victim = subprocess.Popen(command(config, killed), **options)
     try:
         deadline = time.monotonic() + 240
-        while not (killed / "checkpoints" / "epoch-0001").is_dir():
-            assert victim.poll() is None, f"run ended before epoch 1's checkpoint: {victim.communicate()}"
-            assert time.monotonic() < deadline, "no epoch-0001 checkpoint within 240 s"
+        while not (killed / "checkpoints" / "epoch-0002").is_dir():
+            assert victim.poll() is None, f"run ended before epoch 2's checkpoint: {victim.communicate()}"
+            assert time.monotonic() < deadline, "no epoch-0002 checkpoint within 240 s"
             time.sleep(0.02)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
@@ -73,14 +73,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, c
     assert uninterrupted.returncode == 0, err
     assert not (killed / "genotype.json").exists(), "the victim must die before finishing"
     saved = sorted(p.name for p in (killed / "checkpoints").iterdir() if p.name.startswith("epoch-"))
-    assert saved[-1] < f"epoch-{EPOCHS - 1:04d}"
+    assert saved[-1] < f"epoch-{EPOCHS:04d}"
 
     resumed = cli("--config", str(config), "--output", str(killed), "--resume", timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {killed / 'checkpoints' / saved[-1]}" in resumed.stdout
 
     (want, want_tensors), (got, got_tensors) = final_alpha(reference), final_alpha(killed)
-    assert got["epoch"] == want["epoch"] == EPOCHS - 1
+    assert got["epoch"] == want["epoch"] == EPOCHS
     assert got["genotype"] == want["genotype"]
     for cell in ("normal", "reduce"):
         torch.testing.assert_close(torch.tensor(got["alpha"][cell]), torch.tensor(want["alpha"][cell]),
@@ -88,7 +88,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, c
         torch.testing.assert_close(got_tensors[cell], want_tensors[cell], rtol=0, atol=1e-6)
     assert json.loads((killed / "genotype.json").read_text()) == json.loads((reference / "genotype.json").read_text())
     with open(killed / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(1, EPOCHS + 1))
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +98,10 @@ def bad_runs(tmp_path_factory, tiny_config, cli_env) -> dict[str, tuple[subproce
     cases = {name: command(write_config(root / f"{name}.yaml", tiny_config(**change)), root / f"out-{name}")
              for name, (change, _) in BAD_CONFIGS.items()}
     existing = root / "out-existing"
-    (existing / "checkpoints" / "epoch-0000").mkdir(parents=True)
-    (existing / "metrics.csv").write_text("epoch,phase\n0,pretrain\n")
+    (existing / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    (existing / "metrics.csv").write_text("epoch,phase\n1,pretrain\n")
     (existing / "config.yaml").write_text("seed: 7\n")
-    (existing / "checkpoints" / "epoch-0000" / "manifest.json").write_text("{}")
+    (existing / "checkpoints" / "epoch-0001" / "manifest.json").write_text("{}")
     cases["existing_run"] = command(write_config(root / "good.yaml", tiny_config()), existing)
     before = files_of(existing)
     started = {name: subprocess.Popen(argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -209,7 +209,7 @@ def test_resume_with_another_config_is_refused_naming_the_keys_unless_they_are_s
     filled = yaml.safe_load((run / "config.yaml").read_text())
     assert (filled["strategy"]["epochs"], filled["keep_checkpoints"], filled["threads"], filled["seed"]) == (2, 3, 2, 0)
     with open(run / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
 
 
 def test_a_search_on_an_output_another_run_writes_to_is_refused(tmp_path, tiny_config, capsys):

@@ -142,7 +142,7 @@ def test_correlation_command_uses_the_runs_benchmark(study, tmp_path, capsys):
                                capsys)
     assert code == 0, err
     result = json.loads((run / "correlation.json").read_text())
-    assert (result["found"], result["metric"], result["epoch"]) == (40, "test_acc", 1)
+    assert (result["found"], result["metric"], result["epoch"]) == (40, "test_acc", 2)
     assert -1 <= result["kendall_tau"] <= 1 and -1 <= result["spearman_rho"] <= 1
     assert f"Kendall tau  {result['kendall_tau']:.3f}" in out and (run / "correlation.png").is_file()
 

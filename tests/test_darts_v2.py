@@ -172,13 +172,13 @@ def epochs_logged(run: Path) -> list[int]:
 
 def test_two_epochs_on_digits_through_the_engine(tmp_path):
     result = search(make_tiny_config(strategy=V2, eval_bn_batches=1), output=tmp_path / "run", progress=False)
-    assert epochs_logged(result.run_dir) == [0, 1]
-    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert epochs_logged(result.run_dir) == [1, 2]
+    assert [row["epoch"] for row in result.history] == [1, 2]
     line, alphas = final_alpha(result.run_dir)
     assert line["genotype"] == result.genotype.to_json()
     for alpha in alphas.values():
         assert alpha.shape == (14, 8) and bool(torch.isfinite(alpha).all())
-    assert result.history[0]["alpha"] != result.history[1]["alpha"], "alpha moved in epoch 1"
+    assert result.history[0]["alpha"] != result.history[1]["alpha"], "alpha moved in epoch 2"
     for row in result.history:
         assert math.isfinite(row["metrics"]["alpha_loss"]) and 0 <= row["metrics"]["s_alpha_acc"] <= 100
 
@@ -210,7 +210,7 @@ def test_resume_after_sigkill_mid_epoch_gives_the_uninterrupted_alpha_and_genoty
     config = tmp_path / "v2.yaml"
     config.write_text(yaml.safe_dump(make_tiny_config(strategy=V2, eval_bn_batches=1)))
     killed = tmp_path / "killed"
-    # 2 alpha + 2 weight steps an epoch: call 7 is epoch 1's second alpha step, after epoch 0's checkpoint
+    # 2 alpha + 2 weight steps an epoch: call 7 is epoch 2's second alpha step, after epoch 1's checkpoint
     victim = subprocess.Popen([sys.executable, "-c", KILLER, str(config), str(killed), "7"], env=cli_env(), cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reference = search(config, output=tmp_path / "reference", progress=False).run_dir
@@ -223,14 +223,14 @@ def test_resume_after_sigkill_mid_epoch_gives_the_uninterrupted_alpha_and_genoty
     assert not (killed / "genotype.json").exists()
     capsys.readouterr()
     search(config, output=killed, resume=True, progress=False)
-    assert f"resuming from {killed / 'checkpoints' / 'epoch-0000'}" in capsys.readouterr().out
+    assert f"resuming from {killed / 'checkpoints' / 'epoch-0001'}" in capsys.readouterr().out
     (got, got_alpha), (want, want_alpha) = final_alpha(killed), final_alpha(reference)
-    assert got["epoch"] == want["epoch"] == 1
+    assert got["epoch"] == want["epoch"] == 2
     assert got["genotype"] == want["genotype"]
     for cell in ("normal", "reduce"):
         torch.testing.assert_close(got_alpha[cell], want_alpha[cell], rtol=0, atol=1e-6)
     assert json.loads((killed / "genotype.json").read_text()) == json.loads((reference / "genotype.json").read_text())
-    assert epochs_logged(killed) == [0, 1]
+    assert epochs_logged(killed) == [1, 2]
 
 
 DRIVER = """
@@ -290,7 +290,7 @@ def test_two_gloo_processes_end_with_the_same_alpha_after_every_step(tmp_path):
 def test_bf16_runs_the_unrolled_step_with_float32_alphas_and_gradients(tmp_path):
     result = search(make_tiny_config(strategy=V2, mixed_precision="bf16", eval_bn_batches=1), output=tmp_path / "run",
                     progress=False)
-    assert epochs_logged(result.run_dir) == [0, 1]
+    assert epochs_logged(result.run_dir) == [1, 2]
     _, alphas = final_alpha(result.run_dir)
     for alpha in alphas.values():
         assert alpha.dtype == torch.float32 and bool(torch.isfinite(alpha).all())

@@ -38,7 +38,7 @@ def read_jsonl(path) -> list[dict]:
 
 def test_run_folder_holds_the_documented_files(run):
     names = {p.name for p in run.run_dir.iterdir()}
-    assert names == {"config.yaml", "genotype.json", "genotypes.jsonl", "metrics.csv", "checkpoints"}
+    assert names == {"config.yaml", "launch.json", "genotype.json", "genotypes.jsonl", "metrics.csv", "checkpoints"}
     assert len(run.history) == EPOCHS
 
 
@@ -59,7 +59,7 @@ def test_genotype_json_is_the_final_genotype(run):
 
 def test_genotypes_jsonl_has_one_line_per_epoch_with_softmax_alphas(run):
     lines = read_jsonl(run.run_dir / "genotypes.jsonl")
-    assert [line["epoch"] for line in lines] == list(range(EPOCHS))
+    assert [line["epoch"] for line in lines] == list(range(1, EPOCHS + 1))
     for line in lines:
         genotype_from_json(line["genotype"])
         assert set(line["alpha"]) == {"normal", "reduce"}
@@ -74,7 +74,7 @@ def test_metrics_csv_has_one_row_per_epoch(run):
     with open(run.run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert COLUMNS <= set(rows[0])
-    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, EPOCHS + 1))
     assert [r["phase"] for r in rows] == ["pretrain", "search", "search"]
     assert rows[0]["e_val_acc"] == "" and rows[0]["lambda_reg"] == ""  # no value: one spelling, an empty cell
     assert [float(r["lambda_reg"]) for r in rows[1:]] == [5.0, 4.75]  # reg_weight 5 decaying to 0 at search epoch 20
@@ -85,7 +85,7 @@ def test_metrics_csv_has_one_row_per_epoch(run):
 
 def test_checkpoints_keep_the_newest_two_and_hold_the_final_alpha(run):
     folders = sorted((run.run_dir / "checkpoints").iterdir())
-    assert [p.name for p in folders] == ["epoch-0001", "epoch-0002"]
+    assert [p.name for p in folders] == ["epoch-0002", "epoch-0003"]
     assert all((p / "manifest.json").is_file() for p in folders)
     tensors = load_file(folders[-1] / "tensors.safetensors")
     last = read_jsonl(run.run_dir / "genotypes.jsonl")[-1]["alpha"]
@@ -98,7 +98,7 @@ def test_path_config_gives_the_same_run_as_the_dict(run, tmp_path, tiny_config):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(keep_checkpoints=1)))
     again = search(config, output=tmp_path / "run")
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0002"]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0003"]
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["keep_checkpoints"] == 1
     assert again.genotype == run.genotype
     assert [h["alpha"] for h in again.history] == [h["alpha"] for h in run.history]
@@ -208,12 +208,12 @@ def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_con
     assert ranks[0]["trace"] == ranks[1]["trace"], "alpha or genotype differ between ranks after some step"
     assert result.stdout.count("final genotype:") == 1, "only the main process logs"
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(1, EPOCHS + 1))
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_peak_memory_reset_forgets_an_earlier_larger_peak():
-    from cdarts.engine import peak_memory, reset_peak_memory
+    from cdarts.timing import peak_memory, reset_peak_memory
 
     cpu = torch.device("cpu")
     big = torch.ones(512 * 2**20, dtype=torch.uint8)  # above glibc's mmap threshold: freed back to the system
@@ -407,7 +407,7 @@ def test_two_processes_finish_a_search_whose_split_gives_the_ranks_unequal_shard
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["alpha"] == ranks[1]["alpha"], "the networks started equal and stayed in step"
     with open(run_dir / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
 
 
 def test_two_processes_crop_their_images_differently(uneven_two_process_run):

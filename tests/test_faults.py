@@ -96,12 +96,12 @@ print(json.dumps(statuses))
 """
 
 SEARCH_KILLS = {  # point -> (call that is killed, the checkpoint a resume starts from)
-    "between_files": (2, "epoch-0000"),
-    "before_rename": (2, "epoch-0000"),
-    "while_pruning": (1, "epoch-0001"),  # keep_checkpoints 1: epoch 1's save prunes epoch 0
-    "mid_epoch": (11, "epoch-0001"),  # step 11 of 14: inside epoch 2
+    "between_files": (2, "epoch-0001"),
+    "before_rename": (2, "epoch-0001"),
+    "while_pruning": (1, "epoch-0002"),  # keep_checkpoints 1: epoch 2's save prunes epoch 1
+    "mid_epoch": (11, "epoch-0002"),  # step 11 of 14: inside epoch 3
 }
-RETRAIN_KILLS = {"between_files": (2, "epoch-0000"), "publishing_best": (2, "epoch-0001")}
+RETRAIN_KILLS = {"between_files": (2, "epoch-0001"), "publishing_best": (2, "epoch-0002")}
 RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
            "model": {"channels": 4, "layers": 3}, "epochs": 3, "batch_size": 16, "max_steps_per_epoch": 2,
            "optimizer": {"type": "sgd", "lr": 0.05}, "threads": 1, "keep_checkpoints": 3}
@@ -138,13 +138,13 @@ def last_alpha(run: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def assert_same_search(run: Path, reference: Path) -> None:
     (got, got_alpha), (want, want_alpha) = last_alpha(run), last_alpha(reference)
-    assert got["epoch"] == want["epoch"] == EPOCHS - 1
+    assert got["epoch"] == want["epoch"] == EPOCHS
     assert got["genotype"] == want["genotype"]
     for cell in ("normal", "reduce"):
         torch.testing.assert_close(got_alpha[cell], want_alpha[cell], rtol=0, atol=1e-6)
     assert json.loads((run / "genotype.json").read_text()) == json.loads((reference / "genotype.json").read_text())
     with open(run / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(EPOCHS))
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(1, EPOCHS + 1))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_search_killed_anywhere_resumes_to_the_uninterrupted_result(killed_runs,
     assert returncode == -9, err[-2000:]
     assert not (run / "genotype.json").exists(), "killed before the end"
     if point in ("between_files", "before_rename"):
-        assert [p.name for p in (run / "checkpoints").glob(".tmp-epoch-0001-*")], "the kill left a partial folder"
+        assert [p.name for p in (run / "checkpoints").glob(".tmp-epoch-0002-*")], "the kill left a partial folder"
     capsys.readouterr()
     search(config, output=run, resume=True)
     start = SEARCH_KILLS[point][1]
@@ -202,7 +202,7 @@ def test_retrain_killed_anywhere_resumes_to_the_same_weights(killed_runs, point,
     train(None, output=run, resume=True, progress=False)
     assert f"resuming from {run / 'checkpoints' / RETRAIN_KILLS[point][1]}" in capsys.readouterr().out
     reference = killed_runs["references"]["retrain"]
-    last = f"epoch-{RETRAIN['epochs'] - 1:04d}"
+    last = f"epoch-{RETRAIN['epochs']:04d}"
     for folder in ("checkpoints", "best"):
         assert not list((run / folder).glob(".tmp-*"))
         got = load_file(str(run / folder / last / "tensors.safetensors"))
@@ -218,19 +218,19 @@ def test_retrain_resume_falls_back_past_a_corrupt_checkpoint(killed_runs, tmp_pa
     reference = killed_runs["references"]["retrain"]
     run = tmp_path / "run"
     shutil.copytree(reference, run)
-    shutil.rmtree(run / "checkpoints" / "epoch-0002")
+    shutil.rmtree(run / "checkpoints" / "epoch-0003")
     shutil.rmtree(run / "best")
     (run / "summary.json").unlink()
-    tensors = run / "checkpoints" / "epoch-0001" / "tensors.safetensors"
+    tensors = run / "checkpoints" / "epoch-0002" / "tensors.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:100])
     capsys.readouterr()
     train(None, output=run, resume=True, progress=False)
     out = capsys.readouterr().out
-    assert f"checkpoint epoch-0001 is unusable: {tensors}: size 100 bytes" in out
+    assert f"checkpoint epoch-0002 is unusable: {tensors}: size 100 bytes" in out
     assert "falling back to the previous one" in out
-    assert f"resuming from {run / 'checkpoints' / 'epoch-0000'}" in out, out
-    got = load_file(str(run / "checkpoints" / "epoch-0002" / "tensors.safetensors"))
-    want = load_file(str(reference / "checkpoints" / "epoch-0002" / "tensors.safetensors"))
+    assert f"resuming from {run / 'checkpoints' / 'epoch-0001'}" in out, out
+    got = load_file(str(run / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
+    want = load_file(str(reference / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
@@ -306,13 +306,13 @@ def test_full_disk_stops_with_one_line_and_leaves_earlier_outputs_intact(where, 
         search_main(["--config", str(config), "--output", str(run)])
     assert info.value.code == 1
     err = error_line(capsys.readouterr().err)
-    target = run / ("checkpoints/epoch-0002/tensors.safetensors" if where == "checkpoint" else "metrics.csv")
+    target = run / ("checkpoints/epoch-0003/tensors.safetensors" if where == "checkpoint" else "metrics.csv")
     assert err == f"cdarts-search: error: disk full while writing {target}: No space left on device"
     assert before and files_of(run) == before, "every earlier output is unchanged, no partial file is left"
     with open(run / "metrics.csv", newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
     assert len((run / "genotypes.jsonl").read_text().splitlines()) == 2
-    newest = "epoch-0001" if where == "checkpoint" else "epoch-0002"
+    newest = "epoch-0002" if where == "checkpoint" else "epoch-0003"
     path, _ = latest_checkpoint(run / "checkpoints", warn=pytest.fail)
     assert path.name == newest
 
@@ -331,18 +331,18 @@ def test_full_disk_stops_a_retrain_with_one_line_and_it_resumes_to_the_same_weig
         train_main(["--config", str(config), "--output", str(run), "--no-progress"])
     assert info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"cdarts-train: error: disk full while writing {run / 'checkpoints/epoch-0001/tensors.safetensors'}"
+    assert err == (f"cdarts-train: error: disk full while writing {run / 'checkpoints/epoch-0002/tensors.safetensors'}"
                    ": No space left on device")
     assert files_of(run / "checkpoints") == {k.removeprefix("checkpoints/"): v for k, v in before.items()
                                              if k.startswith("checkpoints/")}
-    assert [p.name for p in (run / "best").iterdir()] == ["epoch-0000"]
-    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0000"
+    assert [p.name for p in (run / "best").iterdir()] == ["epoch-0001"]
+    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0001"
 
     monkeypatch.undo()
     train(None, output=run, resume=True, progress=False)
     reference = killed_runs["references"]["retrain"]
-    got = load_file(str(run / "checkpoints" / "epoch-0002" / "tensors.safetensors"))
-    want = load_file(str(reference / "checkpoints" / "epoch-0002" / "tensors.safetensors"))
+    got = load_file(str(run / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
+    want = load_file(str(reference / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
@@ -350,7 +350,7 @@ def test_full_disk_stops_a_retrain_with_one_line_and_it_resumes_to_the_same_weig
 
 
 def poison_batches(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
-    """The first ``count`` val batches of step A in epoch 1 carry a NaN pixel."""
+    """The first ``count`` val batches of step A in epoch 2 (loop index 1: the first search epoch) carry a NaN pixel."""
     original = SearchStrategy.batches
 
     def batches(self, split, epoch, repeat=0):
@@ -373,7 +373,7 @@ def test_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_finite_checkp
     err = error_line(capsys.readouterr().err)
     assert err.startswith("cdarts-search: error: loss term 'joint.ce_s' is not finite (nan); stopping")
     assert "nonfinite: skip" in err
-    assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0000"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0001"]
 
 
 def test_skip_mode_drops_non_finite_steps_warns_and_writes_finite_checkpoints(tmp_path, tiny_config, monkeypatch,
@@ -393,7 +393,7 @@ def test_skip_mode_stops_after_max_skipped_batches(tmp_path, tiny_config, monkey
     poison_batches(monkeypatch, 2)
     with pytest.raises(NonFiniteLossError, match="2 steps skipped, more than max_skipped_batches 1"):
         search(tiny_config(nonfinite="skip", max_skipped_batches=1), output=tmp_path / "run")
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0000"]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001"]
 
 
 def guarded_parts() -> tuple[nn.Module, nn.Parameter, torch.optim.Optimizer]:
@@ -440,12 +440,12 @@ def test_guard_stop_raises_naming_the_alpha():
 
 def test_non_finite_tensors_are_never_checkpointed(tmp_path):
     net, _, opt = guarded_parts()
-    save_checkpoint(tmp_path, 0, {"net": net}, {"opt": opt}, {})
+    save_checkpoint(tmp_path, 1, {"net": net}, {"opt": opt}, {})
     with torch.no_grad():
         net[0].weight[1, 2] = math.nan
-    with pytest.raises(NonFiniteStateError, match=r"epoch-0001: net\.0\.weight hold NaN or inf values"):
-        save_checkpoint(tmp_path, 1, {"net": net}, {"opt": opt}, {})
-    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0000"]
+    with pytest.raises(NonFiniteStateError, match=r"epoch-0002: net\.0\.weight hold NaN or inf values"):
+        save_checkpoint(tmp_path, 2, {"net": net}, {"opt": opt}, {})
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0001"]
 
 
 # ------------------------------------------------------------------------------------------- several processes
@@ -523,17 +523,17 @@ def test_a_retrain_whose_loss_goes_nonfinite_stops_with_one_line_and_writes_no_c
 
 
 def test_a_resume_past_corrupt_checkpoints_keeps_its_new_ones(tmp_path, tiny_config, capsys):
-    """The newest checkpoints (epoch-0001/0002) are corrupt: the resume starts from scratch, moves them to
-    ``checkpoints/corrupt/``, and pruning keeps its own epoch-0000 instead of the corrupt, higher-numbered ones."""
+    """The newest checkpoints (epoch-0002/0003) are corrupt: the resume starts from scratch, moves them to
+    ``checkpoints/corrupt/``, and pruning keeps its own epoch-0001 instead of the corrupt, higher-numbered ones."""
     run = tmp_path / "run"
-    for name in ("epoch-0001", "epoch-0002"):
+    for name in ("epoch-0002", "epoch-0003"):
         (run / "checkpoints" / name).mkdir(parents=True)
         (run / "checkpoints" / name / "manifest.json").write_text("{truncated")
     config = tiny_config(strategy={"type": "darts", "epochs": 1}, max_steps_per_epoch=1, keep_checkpoints=2)
     search(config, output=run, resume=True)
     out = capsys.readouterr().out
-    for name in ("epoch-0002", "epoch-0001"):
+    for name in ("epoch-0003", "epoch-0002"):
         assert f"checkpoint {name} is unusable: " in out and f"moved to {run / 'checkpoints' / 'corrupt' / name}" in out
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["corrupt", "epoch-0000"]
-    assert sorted(p.name for p in (run / "checkpoints" / "corrupt").iterdir()) == ["epoch-0001", "epoch-0002"]
-    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0000"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["corrupt", "epoch-0001"]
+    assert sorted(p.name for p in (run / "checkpoints" / "corrupt").iterdir()) == ["epoch-0002", "epoch-0003"]
+    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0001"

@@ -29,11 +29,11 @@ def fake_run(folder, strategy, seed, accs, arch=CONV, alpha=None):
     (folder / "config.yaml").write_text(f"seed: {seed}\nstrategy: {{type: {strategy}, epochs: {len(accs)}}}\n")
     (folder / "genotype.json").write_text(json.dumps({"space": "nas-bench-201", "arch": arch}))
     lines = ["epoch,phase,s_val_acc,s_test_acc,bench_test_acc,param_free_ops"]
-    lines += [f"{e},search,{50 + e},{51 + e},{acc},0" for e, acc in enumerate(accs)]
+    lines += [f"{e},search,{49 + e},{50 + e},{acc},0" for e, acc in enumerate(accs, 1)]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
     weights = alpha or [[0.2] * 5 for _ in range(6)]
     entries = [{"epoch": e, "genotype": {"space": "nas-bench-201", "arch": arch}, "primitives": PRIMITIVES,
-                "alpha": {"cell": weights}} for e in range(len(accs))]
+                "alpha": {"cell": weights}} for e in range(1, len(accs) + 1)]
     (folder / "genotypes.jsonl").write_text("\n".join(json.dumps(e) for e in entries) + "\n")
     return load_run(folder)
 
@@ -55,7 +55,7 @@ def test_mean_std_is_the_population_std_of_finite_values():
 def test_load_run_reads_label_seed_genotype_and_numbers(runs):
     run = runs[1]
     assert (run.label, run.seed, run.genotype) == ("cdarts", 1, CONV)
-    assert run.rows[1] == {"epoch": 1, "phase": "search", "s_val_acc": 51.0, "s_test_acc": 52.0,
+    assert run.rows[1] == {"epoch": 2, "phase": "search", "s_val_acc": 51.0, "s_test_acc": 52.0,
                            "bench_test_acc": 94.0, "param_free_ops": 0.0}
 
 
@@ -169,7 +169,7 @@ def score_table(path, sign, keep=lambda index: True):
 def test_correlation_is_one_when_accuracy_follows_the_alpha_score(tmp_path):
     run = fake_run(tmp_path / "run", "cdarts", 0, [1.0, 2.0], alpha=ALPHA)
     result = correlation(run.run_dir, score_table(tmp_path / "up.csv", +1), samples=60, seed=1)
-    assert (result["found"], result["missing"], result["epoch"], result["metric"]) == (60, 0, 1, "acc")
+    assert (result["found"], result["missing"], result["epoch"], result["metric"]) == (60, 0, 2, "acc")
     assert result["kendall_tau"] == pytest.approx(1.0) and result["spearman_rho"] == pytest.approx(1.0)
     assert result["kendall_p"] < 1e-10
     down = correlation(run.run_dir, score_table(tmp_path / "down.csv", -1), samples=60, seed=1)
@@ -194,12 +194,12 @@ def test_correlation_errors(tmp_path):
     run = fake_run(tmp_path / "run", "cdarts", 0, [1.0], alpha=ALPHA)
     with pytest.raises(ValueError, match="unknown benchmark metric 'test_acc'; available: acc, other"):
         correlation(run.run_dir, bench, metric="test_acc")
-    with pytest.raises(ValueError, match="has no epoch 5; epochs: 0..0"):
+    with pytest.raises(ValueError, match="has no epoch 5; epochs: 1..1"):
         correlation(run.run_dir, bench, epoch=5)
     darts = tmp_path / "darts"
     darts.mkdir()
     (darts / "genotypes.jsonl").write_text(json.dumps(
-        {"epoch": 0, "genotype": {"space": "darts"}, "primitives": [], "alpha": {"normal": [], "reduce": []}}) + "\n")
+        {"epoch": 1, "genotype": {"space": "darts"}, "primitives": [], "alpha": {"normal": [], "reduce": []}}) + "\n")
     with pytest.raises(ValueError, match="correlation needs a nas-bench-201 run; .* searched the 'darts' space"):
         correlation(darts, bench)
     with pytest.raises(FileNotFoundError, match="has no genotypes.jsonl"):

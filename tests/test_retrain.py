@@ -114,17 +114,17 @@ def test_train_writes_the_run_folder(run):
     for name in ("config.yaml", "genotype.json", "metrics.csv", "steps.csv", "summary.json"):
         assert (folder / name).is_file(), name
     rows = read_rows(folder / "metrics.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
     columns = {"lr", "train_loss", "train_top1", "val_top1", "val_top5", "test_top1", "test_top5", "time_s"}
     assert columns <= set(rows[0])
     assert [float(r["drop_path"]) for r in rows] == [0.0, 0.1]
     steps = read_rows(folder / "steps.csv")
     assert [int(s["step"]) for s in steps] == [1, 2, 3, 4, 5, 6]
-    assert [p.name for p in (folder / "checkpoints").iterdir()] == sorted(["epoch-0000", "epoch-0001"])
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == sorted(["epoch-0001", "epoch-0002"])
     assert len(list((folder / "best").iterdir())) == 1
     assert json.loads((folder / "genotype.json").read_text()) == load_genotype("CDARTS_CIFAR").to_json()
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["steps"] == 6 and summary["best_epoch"] in (0, 1)
+    assert summary["steps"] == 6 and summary["best_epoch"] in (1, 2)
 
 
 def test_lr_follows_the_timm_warmup_then_cosine(run):
@@ -136,7 +136,7 @@ def test_lr_follows_the_timm_warmup_then_cosine(run):
 
 def test_best_epoch_is_chosen_on_val_not_test(run):
     rows = read_rows(run.run_dir / "metrics.csv")
-    best = max(range(len(rows)), key=lambda i: (float(rows[i]["val_top1"]), -i))
+    best = max(range(1, len(rows) + 1), key=lambda epoch: (float(rows[epoch - 1]["val_top1"]), -epoch))
     assert run.summary["best_epoch"] == best
     assert (run.run_dir / "best" / f"epoch-{best:04d}").is_dir()
 
@@ -202,7 +202,7 @@ def test_auxiliary_loss_ema_and_mixup_run_together(tmp_path):
     row = result.history[0]
     assert {"ema_val_top1", "ema_test_top1", "ema_test_top5"} <= set(row)
     assert torch.isfinite(torch.tensor(row["train_loss"]))
-    tensors = load_file(str(result.run_dir / "checkpoints" / "epoch-0000" / "tensors.safetensors"))
+    tensors = load_file(str(result.run_dir / "checkpoints" / "epoch-0001" / "tensors.safetensors"))
     assert any(k.startswith("ema.") for k in tensors) and any(k.startswith("model.auxiliary_head.") for k in tensors)
 
 
@@ -216,7 +216,7 @@ def _cli(output, config, *extra):
 def test_resume_after_sigkill_replays_the_uninterrupted_run(tmp_path):
     cfg = tiny(epochs=4, augment={"mixup": 0.2}, ema={"decay": 0.9})
     killed = _cli(tmp_path / "killed", write_config(tmp_path / "resume.yaml", cfg))
-    first = tmp_path / "killed" / "checkpoints" / "epoch-0000"
+    first = tmp_path / "killed" / "checkpoints" / "epoch-0001"
 
     def kill_after_the_first_epoch():
         deadline = time.time() + 120
@@ -240,8 +240,8 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(tmp_path):
     assert [int(s["step"]) for s in steps_b] == list(range(1, 13))
     assert [(s["step"], s["lr"]) for s in steps_b] == [(s["step"], s["lr"]) for s in steps_a]
     assert steps_b == steps_a
-    final_a = load_file(str(tmp_path / "straight" / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
-    final_b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-0003" / "tensors.safetensors"))
+    final_a = load_file(str(tmp_path / "straight" / "checkpoints" / "epoch-0004" / "tensors.safetensors"))
+    final_b = load_file(str(tmp_path / "killed" / "checkpoints" / "epoch-0004" / "tensors.safetensors"))
     assert final_a.keys() == final_b.keys()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
@@ -268,7 +268,7 @@ def test_init_starts_from_the_weights_of_a_run(run, tmp_path):
     cfg = tiny(epochs=1, max_steps_per_epoch=1, optimizer={"type": "sgd", "lr": 0.0}, scheduler={"type": "constant"})
     result = train(cfg, output=tmp_path / "init", init=run.run_dir, progress=False)
     source = read_trained(run.run_dir).weights
-    after = load_file(str(result.run_dir / "checkpoints" / "epoch-0000" / "tensors.safetensors"))
+    after = load_file(str(result.run_dir / "checkpoints" / "epoch-0001" / "tensors.safetensors"))
     convs = [k for k, v in source.items() if v.ndim == 4]
     assert convs and all(torch.equal(after[f"model.{k}"], source[k]) for k in convs)
 
@@ -342,16 +342,16 @@ def test_logs_are_written_after_the_checkpoint_and_a_resume_completes_them(run, 
 
     original = cdarts.retrain.run.save_checkpoint
 
-    def disk_full_at_epoch_1(folder, epoch, *args, **kwargs):
-        if epoch == 1:
-            raise WriteError(folder / "epoch-0001", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    def disk_full_at_epoch_2(folder, epoch, *args, **kwargs):
+        if epoch == 2:
+            raise WriteError(folder / "epoch-0002", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         return original(folder, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(cdarts.retrain.run, "save_checkpoint", disk_full_at_epoch_1)
+    monkeypatch.setattr(cdarts.retrain.run, "save_checkpoint", disk_full_at_epoch_2)
     output = tmp_path / "run"
     with pytest.raises(WriteError, match="disk full while writing"):
         train(tiny(), output=output, progress=False)
-    assert [int(r["epoch"]) for r in read_rows(output / "metrics.csv")] == [0]
+    assert [int(r["epoch"]) for r in read_rows(output / "metrics.csv")] == [1]
     assert [int(s["step"]) for s in read_rows(output / "steps.csv")] == [1, 2, 3]
 
     monkeypatch.undo()

@@ -101,7 +101,7 @@ def fake_run(run_dir, resume: bool = False, error: BaseException | None = None, 
     claim_run_dir(run_dir, resume)
     (run_dir / "config.yaml").write_text("seed: 0\n")
     if checkpoint:
-        (run_dir / "checkpoints" / "epoch-0000").mkdir(parents=True)
+        (run_dir / "checkpoints" / "epoch-0001").mkdir(parents=True)
     if error is not None:
         raise error
 

@@ -91,14 +91,14 @@ RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}
 # The tiny search: epoch 1 pretrains (steps 1-2), epochs 2 and 3 search (steps 3-8 and 9-14: E, then joint + weight
 # pairs). Retraining: 2 steps per epoch.
 CASES = {  # name -> (kind, signal, the step it lands in, checkpoint_on_signal, the newest checkpoint at the exit)
-    "search-term": ("search", signal.SIGTERM, 5, False, "epoch-0000"),
-    "search-term-finish": ("search", signal.SIGTERM, 5, True, "epoch-0001"),
-    "search-hup": ("search", signal.SIGHUP, 3, False, "epoch-0000"),
-    "search-int": ("search", signal.SIGINT, 4, False, "epoch-0000"),  # E's last step: stops before the joint steps
-    "retrain-term": ("retrain", signal.SIGTERM, 3, False, "epoch-0000"),
-    "retrain-hup": ("retrain", signal.SIGHUP, 4, False, "epoch-0001"),  # the epoch's last step: no step is dropped
-    "retrain-int": ("retrain", signal.SIGINT, 5, False, "epoch-0001"),
-    "retrain-hup-finish": ("retrain", signal.SIGHUP, 3, True, "epoch-0001"),
+    "search-term": ("search", signal.SIGTERM, 5, False, "epoch-0001"),
+    "search-term-finish": ("search", signal.SIGTERM, 5, True, "epoch-0002"),
+    "search-hup": ("search", signal.SIGHUP, 3, False, "epoch-0001"),
+    "search-int": ("search", signal.SIGINT, 4, False, "epoch-0001"),  # E's last step: stops before the joint steps
+    "retrain-term": ("retrain", signal.SIGTERM, 3, False, "epoch-0001"),
+    "retrain-hup": ("retrain", signal.SIGHUP, 4, False, "epoch-0002"),  # the epoch's last step: no step is dropped
+    "retrain-int": ("retrain", signal.SIGINT, 5, False, "epoch-0002"),
+    "retrain-hup-finish": ("retrain", signal.SIGHUP, 3, True, "epoch-0002"),
 }
 FINISHED = ("search-term-finish", "retrain-hup", "retrain-hup-finish")
 RESUMED = ("search-term", "search-term-finish", "retrain-term", "retrain-hup-finish")
@@ -167,7 +167,7 @@ def test_a_signal_stops_at_a_step_boundary_with_128_plus_the_signal_and_the_resu
     path = case.newest
     assert path.name == newest and not case.temporaries
     program = f"cdarts-{'search' if kind == 'search' else 'train'}"
-    epoch, total = int(newest[-4:]) + 1, 3
+    epoch, total = int(newest[-4:]), 3
     if name in FINISHED:
         what = f"stopped by {signum.name} after epoch {epoch} of {total}"
     else:
@@ -187,8 +187,8 @@ def test_the_printed_command_resumes_a_signalled_search_to_the_uninterrupted_res
     assert code == 0, err[-3000:]
     assert f"resuming from {case.run / 'checkpoints' / CASES[name][4]}" in out
     got, want = (json.loads((run / "genotypes.jsonl").read_text().splitlines()[-1]) for run in (case.run, reference))
-    assert got["epoch"] == want["epoch"] == 2 and got["genotype"] == want["genotype"]
-    got, want = (load_file(run / "checkpoints" / "epoch-0002" / "tensors.safetensors") for run in (case.run, reference))
+    assert got["epoch"] == want["epoch"] == 3 and got["genotype"] == want["genotype"]
+    got, want = (load_file(run / "checkpoints" / "epoch-0003" / "tensors.safetensors") for run in (case.run, reference))
     for cell in ("normal", "reduce"):
         torch.testing.assert_close(got[f"search.alphas_{cell}"], want[f"search.alphas_{cell}"], rtol=0, atol=1e-6)
     assert (case.run / "genotype.json").read_text() == (reference / "genotype.json").read_text()
@@ -200,7 +200,7 @@ def test_the_printed_command_resumes_a_signalled_retrain_to_the_same_weights(sig
     code, out, err = case.resumed
     assert code == 0, err[-3000:]
     assert f"resuming from {case.run / 'checkpoints' / CASES[name][4]}" in out
-    got, want = (load_file(run / "checkpoints" / "epoch-0002" / "tensors.safetensors") for run in (case.run, reference))
+    got, want = (load_file(run / "checkpoints" / "epoch-0003" / "tensors.safetensors") for run in (case.run, reference))
     assert got.keys() == want.keys() and all(torch.equal(got[key], want[key]) for key in want)
     assert (case.run / "steps.csv").read_text() == (reference / "steps.csv").read_text()
 
@@ -336,10 +336,10 @@ def test_two_processes_stop_together_on_one_signal_and_name_a_hung_rank(tmp_path
     assert err0.endswith(
         "cdarts-search: stopped by SIGTERM in epoch 2 of 3; its progress is dropped (checkpoints are written at epoch "
         f"ends; `checkpoint_on_signal: true` finishes the epoch first)\nnewest checkpoint: {run / 'checkpoints'}/"
-        f"epoch-0000\nresume with: cdarts-search --config {configs['signalled']} --output {run} --resume (launched as "
+        f"epoch-0001\nresume with: cdarts-search --config {configs['signalled']} --output {run} --resume (launched as "
         "before, with 2 processes)\n")
     assert "Traceback" not in err1 and "stopped by" not in err1
-    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0000"
+    assert latest_checkpoint(run / "checkpoints", warn=pytest.fail)[0].name == "epoch-0001"
 
     (_, err), = results["hangs"]
     assert ranks["hangs"][0].returncode == 1

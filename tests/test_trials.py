@@ -78,7 +78,7 @@ def test_a_run_writes_a_search_like_run_folder(small_table, tmp_path):
                      "strategy": {"type": "random"}, "metric": None, "budget_s": 2000.0}
     with open(folder / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["epoch"]) for r in rows] == list(range(len(result.history))) and rows[0]["phase"] == "trial"
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(result.history) + 1)) and rows[0]["phase"] == "trial"
     best = max(result.history, key=lambda q: q.value)
     assert json.loads((folder / "genotype.json").read_text())["arch"] == best.arch == str(result.genotype)
     expected = synthetic_accuracies(best.arch)

@@ -135,8 +135,8 @@ def craft(kind: str, folder: Path, marker: Path, retrained: Path) -> Path:
         path = folder / "model.safetensors"
         torch.save(state, path)
     else:  # a checkpoint folder whose optimizer state carries the payload, manifest forged to match
-        path = folder / "epoch-0000"
-        shutil.copytree(retrained / "checkpoints" / "epoch-0000", path)
+        path = folder / "epoch-0001"
+        shutil.copytree(retrained / "checkpoints" / "epoch-0001", path)
         torch.save({"optimizers": {}, "rng": {}, "extra": {"payload": Payload(marker)}}, path / "optim.pt")
         forge_manifest(path, "optim.pt")
     data = (path if path.is_file() else path / "optim.pt").read_bytes()
@@ -218,11 +218,11 @@ def test_search_resume_ignores_or_refuses_planted_files_and_runs_none(tmp_path, 
     plant_accelerate_state(run, marker)
     plant_accelerate_state(checkpoints, marker)
     forged = checkpoints / "epoch-0005"  # numbered past the real ones, so it is tried first
-    shutil.copytree(checkpoints / "epoch-0001", forged)
-    for checkpoint in (forged, checkpoints / "epoch-0001"):
+    shutil.copytree(checkpoints / "epoch-0002", forged)
+    for checkpoint in (forged, checkpoints / "epoch-0002"):
         torch.save({"optimizers": {}, "rng": {"torch": Payload(marker)}}, checkpoint / "optim.pt")
         forge_manifest(checkpoint, "optim.pt")
-    stale = checkpoints / ".tmp-epoch-0002-1"
+    stale = checkpoints / ".tmp-epoch-0003-1"
     stale.mkdir()
     (stale / "optim.pt").write_bytes(pickle.dumps(Payload(marker)))
     capsys.readouterr()
@@ -230,9 +230,9 @@ def test_search_resume_ignores_or_refuses_planted_files_and_runs_none(tmp_path, 
     resumed = search(config, output=run, resume=True)
     out = capsys.readouterr().out
     assert not marker.exists(), "a planted file ran"
-    for name in ("epoch-0005", "epoch-0001"):
+    for name in ("epoch-0005", "epoch-0002"):
         assert f"checkpoint {name} is unusable: {checkpoints / name / 'optim.pt'}: refused or unreadable" in out
-    assert f"resuming from {checkpoints / 'epoch-0000'}" in out
+    assert f"resuming from {checkpoints / 'epoch-0001'}" in out
     assert resumed.genotype == original.genotype, "the resumed run redoes epoch 1 exactly"
     assert [h["alpha"] for h in resumed.history] == [h["alpha"] for h in original.history]
 
@@ -292,8 +292,8 @@ NOT_CDARTS = "is not a cdarts model; available: cdarts_cifar, cdarts_imagenet"
 @pytest.mark.parametrize("tool", list(TOOLS))
 def test_a_checkpoint_naming_another_model_is_refused_before_any_network_access(tool, architecture, retrained,
                                                                                  tmp_path, capsys, offline):
-    path = tmp_path / "epoch-0000"
-    shutil.copytree(retrained / "checkpoints" / "epoch-0000", path)
+    path = tmp_path / "epoch-0001"
+    shutil.copytree(retrained / "checkpoints" / "epoch-0001", path)
     state = json.loads((path / "state.json").read_text())
     state["retrain"]["architecture"] = architecture
     (path / "state.json").write_text(json.dumps(state))
@@ -356,8 +356,8 @@ def test_a_truncated_export_weights_file_is_one_line_naming_it(tool, cut, export
 
 def test_a_recorded_dataset_never_starts_a_download(retrained, tmp_path, capsys, offline):
     """The data a checkpoint says it was trained on is evaluated from disk; only --data may ask for a download."""
-    path = tmp_path / "epoch-0000"
-    shutil.copytree(retrained / "checkpoints" / "epoch-0000", path)
+    path = tmp_path / "epoch-0001"
+    shutil.copytree(retrained / "checkpoints" / "epoch-0001", path)
     state = json.loads((path / "state.json").read_text())
     state["retrain"]["data"]["dataset"] = {"type": "cifar10", "root": str(tmp_path / "data"), "download": True}
     (path / "state.json").write_text(json.dumps(state))

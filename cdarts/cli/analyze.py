@@ -43,7 +43,7 @@ def parser(prog: str = "cdarts-analyze") -> CommandParser:
     corr.add_argument("--metric", help="benchmark metric to correlate with (default: the benchmark's first)")
     corr.add_argument("--samples", type=int, default=100, help="cells to sample from the space (default 100)")
     corr.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    corr.add_argument("--epoch", type=int, help="use this epoch's alpha (0-based; default: the last)")
+    corr.add_argument("--epoch", type=int, help="use this epoch's alpha (from 1; default: the last)")
     corr.add_argument("--output", type=Path, metavar="DIR", help="folder for correlation.json/.png (default: RUN_DIR)")
     table = commands.add_parser("synthetic-table", help="write a made-up benchmark table of all 15,625 cells (demo)")
     table.add_argument("out", type=Path, help="CSV file to write (columns arch, valid_acc, test_acc, train_time_s, "
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None, prog: str = "cdarts-analyze") -> int:
         return "n/a" if x is None else f"{x:.{digits}f}" if digits else f"{x:.2g}"
 
     print(f"{result['found']} of {result['samples']} sampled cells, {result['metric']} against the alpha score of "
-          f"epoch {result['epoch'] + 1}:")
+          f"epoch {result['epoch']}:")
     print(f"  Kendall tau  {show(result['kendall_tau'])}  (p {show(result['kendall_p'], 0)})")
     print(f"  Spearman rho {show(result['spearman_rho'])}  (p {show(result['spearman_p'], 0)})")
     if result["kendall_tau"] is None:

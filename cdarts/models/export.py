@@ -100,7 +100,7 @@ def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str,
         ("test", _pct(metrics, f"{prefix}test_top1"), _pct(metrics, f"{prefix}test_top5")),
     ]
     table = "\n".join(f"| {name} | {top1} | {top5} |" for name, top1, top5 in rows)
-    epoch = "-" if note["epoch"] is None else note["epoch"] + 1
+    epoch = "-" if note["epoch"] is None else note["epoch"]
     hub = f'model = timm.create_model("hf-hub:{hub_repo}", pretrained=True).eval()  # the Hub\'s copy\n'
     return front_matter(config, Path(hub_repo or folder_name).name) + f"""# {config['architecture']} \
 ({data.get('type', 'unknown data')})

@@ -30,7 +30,7 @@ def final_alpha(run_dir: str | Path, epoch: int | None = None) -> tuple[int, lis
     else:
         found = [line for line in lines if line["epoch"] == epoch]
         if not found:
-            raise ConfigError(f"{path} has no epoch {epoch}; epochs: 0..{lines[-1]['epoch']}")
+            raise ConfigError(f"{path} has no epoch {epoch}; epochs: {lines[0]['epoch']}..{lines[-1]['epoch']}")
         line = found[0]
     if set(line["alpha"]) != {"cell"} or line.get("genotype", {}).get("space") != "nas-bench-201":
         space = line.get("genotype", {}).get("space", "?")
@@ -126,7 +126,7 @@ def plot_correlation(result: dict[str, Any], path: str | Path) -> Path:
 
     ax.set_title(f"Kendall tau {show(result['kendall_tau'])}, Spearman rho {show(result['spearman_rho'])} "
                  f"(n={result['found']})", fontsize=10)
-    ax.set_xlabel(f"alpha score: sum of log softmax(alpha) over edges (epoch {result['epoch'] + 1})")
+    ax.set_xlabel(f"alpha score: sum of log softmax(alpha) over edges (epoch {result['epoch']})")
     ax.set_ylabel(metric_title(PREFIX + result["metric"]))
     ax.grid(alpha=0.3)
     fig.tight_layout()

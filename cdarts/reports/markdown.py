@@ -69,7 +69,7 @@ def plot_curves(runs: Sequence[RunRecord], path: str | Path, metrics: Sequence[s
             ax.plot(epochs, means, color=color, marker="o", markersize=3, linewidth=1.8, label=f"{label} (n={count})")
             ax.fill_between(epochs, [m - s for m, s in zip(means, stds, strict=True)],
                             [m + s for m, s in zip(means, stds, strict=True)], color=color, alpha=0.2, linewidth=0)
-        pretrain = [r["epoch"] + 1 for run in runs for r in run.rows if r.get("phase") == "pretrain"]
+        pretrain = [r["epoch"] for run in runs for r in run.rows if r.get("phase") == "pretrain"]
         if pretrain:
             ax.axvspan(0.5, max(pretrain) + 0.5, color="0.9", zorder=0, label="pretraining")
         ax.set_title(metric_title(metric))

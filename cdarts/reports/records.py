@@ -140,6 +140,6 @@ def curves(runs: Sequence[RunRecord], metric: str) -> dict[str, tuple[list[int],
         group = [r for r in runs if r.label == label]
         length = min(len(r.rows) for r in group)
         stats = [mean_std([r.rows[i].get(metric, math.nan) for r in group]) for i in range(length)]
-        epochs = [group[0].rows[i]["epoch"] + 1 for i in range(length)]
+        epochs = [group[0].rows[i]["epoch"] for i in range(length)]
         result[label] = (epochs, [m for m, _ in stats], [s for _, s in stats])
     return result

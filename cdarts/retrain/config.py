@@ -88,7 +88,7 @@ def retrain_config(
     nonfinite: Literal["stop", "skip"] = "stop",
     max_skipped_batches: NonNegativeInt = 10,
     ema: Section(ema_section) | None = None,
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no",
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None,
     cpu: bool = False,
     threads: PositiveInt | None = None,
     max_steps_per_epoch: PositiveInt | None = None,
@@ -108,8 +108,9 @@ def retrain_config(
     step, dropping the partial epoch, or with ``checkpoint_on_signal`` finishes the epoch and its checkpoint first; it
     prints the command that resumes it and exits with 128 + the signal (see :mod:`cdarts.signals`). ``nonfinite`` is
     the search's policy for a NaN/inf loss or gradient (:class:`cdarts.runtime.Runtime`): ``stop``, or ``skip`` the
-    batch at most ``max_skipped_batches`` times. ``plots`` redraws curves.png after every epoch; ``log_with`` names
-    accelerate trackers (:mod:`cdarts.tracking`).
+    batch at most ``max_skipped_batches`` times. ``mixed_precision: null`` takes the launcher's (``accelerate launch
+    --mixed_precision``, or the ``accelerate config`` default), else ``no``; config.yaml records the one that ran.
+    ``plots`` redraws curves.png after every epoch; ``log_with`` names accelerate trackers (:mod:`cdarts.tracking`).
     """
 
 

@@ -1,10 +1,11 @@
 """Retraining a discovered genotype from scratch: config schema, the Accelerate training loop, trained checkpoints.
 
-``cdarts-train`` is a thin layer over :func:`train`. The run folder holds the filled ``config.yaml``,
+``cdarts-train`` is a thin layer over :func:`train`. The run folder holds the filled ``config.yaml``, ``launch.json``,
 ``genotype.json``, ``metrics.csv`` (one row per epoch), ``steps.csv`` (LR and loss per update),
 ``checkpoints/epoch-NNNN`` (the latest few, for ``--resume``), ``best/epoch-NNNN`` (best val top-1; the test split
-is reported, never used to choose) and ``summary.json``. Checkpoints are written by :mod:`cdarts.checkpoint`
-(temporary folder, fsync, rename; safetensors and ``weights_only`` tensors, so loading never runs code).
+is reported, never used to choose) and ``summary.json``; epochs count from 1 everywhere. Checkpoints are written by
+:mod:`cdarts.checkpoint` (temporary folder, fsync, rename; safetensors and ``weights_only`` tensors, so loading never
+runs code).
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cdarts.checkpoint import (
-    PREFIX,
     CheckpointError,
     Shape,
     latest_checkpoint,
+    legacy_numbering,
     list_checkpoints,
     restore_modules,
     save_checkpoint,
@@ -53,10 +54,19 @@ from cdarts.retrain.loop import (
     unwrap,
     validate,
 )
-from cdarts.runs import claim_run_dir, guarded_run, make_accelerator, shared_run_dir
+from cdarts.runs import (
+    claim_run_dir,
+    guarded_run,
+    launch_line,
+    launch_record,
+    make_accelerator,
+    record_launch,
+    shared_run_dir,
+)
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
 from cdarts.stats import inference_parameters
+from cdarts.timing import eta_text
 from cdarts.tracking import RunTracker, check_installed
 
 RETRAIN_STATE: dict[str, Shape] = {
@@ -88,15 +98,12 @@ def publish_best(run_dir: Path, checkpoint: Path) -> Path:
     return final
 
 
-def reconcile_best(run_dir: Path, best_epoch: int | None, epoch: int) -> None:
-    """After a crash, make ``best/`` hold the best checkpoint the resumed state knows (from ``checkpoints/``)."""
-    folder = run_dir / "best"
-    current = list_checkpoints(folder)
-    if best_epoch is None or (current and current[0].name == f"{PREFIX}{best_epoch:04d}"):
-        return
-    source = run_dir / "checkpoints" / f"{PREFIX}{best_epoch:04d}"
-    if best_epoch == epoch and source.is_dir():
-        publish_best(run_dir, source)
+def reconcile_best(run_dir: Path, best_epoch: int | None, checkpoint: Path, epoch: int) -> None:
+    """After a crash, make ``best/`` hold the best checkpoint the resumed state knows: the resumed ``checkpoint`` (of
+    ``epoch``) when it is the best and ``best/`` holds another."""
+    current = list_checkpoints(run_dir / "best")
+    if best_epoch == epoch and not (current and current[0].name == checkpoint.name):
+        publish_best(run_dir, checkpoint)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -146,7 +153,9 @@ def train(
     cfg = load_retrain_config(config, overrides, genotype)
     trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
-    accelerator = make_accelerator(cfg["mixed_precision"], cfg["cpu"], cfg["dist_timeout_s"])
+    configured = cfg["mixed_precision"]
+    accelerator = make_accelerator(configured, cfg["cpu"], cfg["dist_timeout_s"])
+    cfg["mixed_precision"] = accelerator.mixed_precision  # config.yaml records what runs (the launcher's, or "no")
     main = accelerator.is_main_process
     log = accelerator.print
     run_dir = shared_run_dir(accelerator, output, f"retrain-{name}", resume)
@@ -209,6 +218,7 @@ def train(
     history: list[dict[str, Any]] = []
     step, start, best = 0, 0, {"epoch": None, "val_top1": None}
     last_steps: list[dict[str, Any]] = []  # steps.csv's rows of the checkpoint's epoch, which it may lack
+    legacy = False  # a checkpoint of a run that numbered its epochs from 0
     checkpoints = run_dir / "checkpoints"
     if resume:
         found = latest_checkpoint(checkpoints, warn=log, move_aside=main, fields=RETRAIN_STATE)
@@ -221,24 +231,32 @@ def train(
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             set_rng_state(optim["rng"], state["rng"])
-            history, step, best, start = state["history"], state["step"], state["best"], state["epoch"] + 1
-            last_steps = state.get("epoch_steps", [])
+            history, step, best, start = state["history"], state["step"], state["best"], state["epoch"]
+            last_steps, legacy = state.get("epoch_steps", []), legacy_numbering(state)
             if main:
-                reconcile_best(run_dir, best["epoch"], state["epoch"])
-            log(f"resuming from {path} (epoch {start + 1} of {cfg['epochs']}, step {step})")
+                reconcile_best(run_dir, best["epoch"], path, start)
+            eta = eta_text([("train", row["time_s"]) for row in history], ["train"] * (cfg["epochs"] - start))
+            log(f"resuming from {path} after epoch {start} of {cfg['epochs']} (step {step})"
+                + (f"; {eta}" if eta else ""))
         else:
             log(f"no complete checkpoint in {checkpoints}; starting from scratch")
     if main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(run_dir / "genotype.json", mcfg["genotype"])
         atomic_write_text(run_dir / "metrics.csv", csv_text(history) if history else "")
-        steps_log = read_csv(run_dir / "steps.csv")[: step - len(last_steps)] + last_steps if resume else []
+        steps_log = read_csv(run_dir / "steps.csv")[: step - len(last_steps)] if resume else []
+        if resume and legacy:  # steps.csv of a run that numbered its epochs from 0
+            steps_log = [{**row, "epoch": int(row["epoch"]) + 1} for row in steps_log]
+        steps_log += last_steps if resume else []
         atomic_write_text(run_dir / "steps.csv", csv_text(steps_log) if steps_log else "step,epoch,lr,loss\n")
         params = inference_parameters(net)
+        launch = launch_record(accelerator, cfg["batch_size"])
+        record_launch(run_dir, launch, warn=log)
         if not quiet:
             log(f"retraining {mcfg['architecture']} ({params / 1e6:.3f}M params, {mcfg['layers']} cells, "
                 f"C={mcfg['channels']}) on {data.spec['type']}: {len(data.train)} train / "
-                f"{len(data.val) if data.val is not None else 0} val / {len(data.test)} test images -> {run_dir}")
+                f"{len(data.val) if data.val is not None else 0} val / {len(data.test)} test images, "
+                f"{launch_line(launch, configured)} -> {run_dir}")
     if scheduler is not None:
         scheduler.step(start)
         scheduler.step_update(step)
@@ -267,12 +285,12 @@ def train(
             net.drop_path_prob = mcfg["drop_path_rate"] * epoch / cfg["epochs"]
             batches = bar(train_loader(epoch), f"epoch {epoch + 1}/{cfg['epochs']}", updates_per_epoch)
             train_row, steps_rows, step = train_one_epoch(
-                epoch, wrapped, batches, optimizer, criterion, runtime, step=step, updates=updates_per_epoch,
+                epoch + 1, wrapped, batches, optimizer, criterion, runtime, step=step, updates=updates_per_epoch,
                 scheduler=scheduler, ema=ema, mixup=mixup, aux_weight=mcfg["auxiliary_weight"],
                 before_step=guard.at_step)
             if scheduler is not None:
                 scheduler.step(epoch + 1)
-            row = {"epoch": epoch, "step": step, "lr": steps_rows[-1]["lr"] if steps_rows else math.nan,
+            row = {"epoch": epoch + 1, "step": step, "lr": steps_rows[-1]["lr"] if steps_rows else math.nan,
                    "drop_path": net.drop_path_prob, **train_row}
             row.update(measure(net, data.val, "val"))
             row.update(measure(net, data.test, "test"))
@@ -283,7 +301,7 @@ def train(
             history.append(row)
             improved = best["epoch"] is None or data.val is None or row["val_top1"] > best["val_top1"]
             if improved:
-                best = {"epoch": epoch, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
+                best = {"epoch": epoch + 1, "val_top1": row.get("val_top1"), "test_top1": row["test_top1"],
                         "test_top5": row["test_top5"]}
             if main:  # the checkpoint first: after a failed one the logs hold no epoch that does not exist
                 logged = [{**r, "lr": f"{r['lr']:.8g}", "loss": f"{r['loss']:.6g}"} for r in steps_rows]
@@ -291,7 +309,7 @@ def train(
                          "retrain": {**info, "metrics": row}, "epoch_steps": logged}
                 if scaler is not None:
                     state["scaler"] = scaler.state_dict()
-                saved = guard.checkpoint = save_checkpoint(checkpoints, epoch, modules, {"model": optimizer},
+                saved = guard.checkpoint = save_checkpoint(checkpoints, epoch + 1, modules, {"model": optimizer},
                                                            state, keep=cfg["keep_checkpoints"])
                 atomic_write_text(run_dir / "metrics.csv", csv_text(history))
                 try:
@@ -307,11 +325,12 @@ def train(
                 if cfg["plots"]:
                     plot_retrain_curves(history, run_dir / "curves.png")
                 if not quiet:
+                    eta = eta_text([("train", r["time_s"]) for r in history], ["train"] * (cfg["epochs"] - epoch - 1))
                     log(f"epoch {epoch + 1}/{cfg['epochs']} | lr {row['lr']:.4g} | train loss "
                         f"{row['train_loss']:.3f} top-1 {_fmt(row['train_top1'])} | val {_fmt(row.get('val_top1'))} | "
                         f"test {_fmt(row['test_top1'])}/{_fmt(row['test_top5'])}"
                         + (f" | ema test {_fmt(row['ema_test_top1'])}" if ema is not None else "")
-                        + f" | {row['time_s']:.1f}s")
+                        + f" | {row['time_s']:.1f}s" + (f", {eta}" if eta else ""))
             accelerator.wait_for_everyone()
             guard.at_epoch_end()
 
@@ -326,9 +345,10 @@ def train(
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
         chosen = "best val top-1" if data.val is not None else "last epoch (no val split)"
-        log(f"\ndone: {chosen} at epoch {(best['epoch'] or 0) + 1}: val {_fmt(best['val_top1'])}, test top-1 "
+        log(f"\ndone: {chosen} at epoch {best['epoch']}: val {_fmt(best['val_top1'])}, test top-1 "
             f"{_fmt(best.get('test_top1'))} top-5 {_fmt(best.get('test_top5'))} (final epoch test top-1 "
             f"{_fmt(last.get('test_top1'))})\nrun folder: {run_dir}\n  config.yaml, genotype.json, metrics.csv, "
-            f"steps.csv, summary.json, best/, checkpoints/\nexport: cdarts-export --model {run_dir} --output DIR")
+            f"steps.csv, summary.json, launch.json, best/, checkpoints/\nexport: cdarts-export --model {run_dir} "
+            "--output DIR")
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, history, summary)

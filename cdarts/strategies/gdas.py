@@ -42,7 +42,7 @@ class GumbelSearch(SamplingSearch):
         generator = self.generator(epoch)
         pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
         steps = min(self.steps("train"), self.steps("val"))
-        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
+        bar = self.ctx.progress(pairs, desc=self.epoch_label(epoch), total=steps)
         for (x_train, y_train), (x_val, y_val) in bar:
             with torch.no_grad():
                 path, weights = gumbel_hard(self.search_net.alphas(), tau, generator)

@@ -19,7 +19,7 @@ class RandomSearchWS(CandidateSearch):
 
     def search_epoch(self, epoch: int, search_epoch: int) -> dict[str, float]:
         meter, generator = Meter(), self.generator(epoch)
-        bar = self.ctx.progress(self.batches("train", epoch), desc=f"search {search_epoch}", total=self.steps("train"))
+        bar = self.ctx.progress(self.batches("train", epoch), desc=self.epoch_label(epoch), total=self.steps("train"))
         for x, y in bar:
             with self.search_net.one_path(sample_path(self.choices, generator)):
                 self.weight_step(x, y, meter)

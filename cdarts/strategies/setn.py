@@ -30,7 +30,7 @@ class TemplateSearch(CandidateSearch):
         meter, generator = Meter(), self.generator(epoch)
         pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
         steps = min(self.steps("train"), self.steps("val"))
-        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
+        bar = self.ctx.progress(pairs, desc=self.epoch_label(epoch), total=steps)
         for (x_train, y_train), (x_val, y_val) in bar:
             with self.search_net.one_path(sample_path(self.choices, generator)):
                 self.weight_step(x_train, y_train, meter)

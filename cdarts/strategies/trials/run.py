@@ -2,10 +2,11 @@
 plus ``summary.json``.
 
 ``metrics.csv`` has one row per query (a simulated training, or for ``bohb`` one simulated epoch of a trial):
-``epoch`` is the query's number, so reports and curve plots read it as a search's epochs; ``value`` is the search
-metric the query saw, ``cost_s`` and ``clock_s`` the simulated seconds it cost and spent so far, and ``bench_<metric>``
-the benchmark's numbers for the incumbent (the best cell so far), as a search logs its current genotype's. The run
-is not resumable: it costs seconds, so an interrupted one simply starts over, and a seed gives the same queries.
+``epoch`` is the query's number (from 1), so reports and curve plots read it as a search's epochs; ``value`` is the
+search metric the query saw, ``cost_s`` and ``clock_s`` the simulated seconds it cost and spent so far, and
+``bench_<metric>`` the benchmark's numbers for the incumbent (the best cell so far), as a search logs its current
+genotype's. The run is not resumable: it costs seconds, so an interrupted one simply starts over, and a seed gives
+the same queries.
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def metric_rows(state: Trials, benchmark: Any) -> list[dict[str, Any]]:
             best = query
         if best.ops not in looked_up:
             looked_up[best.ops] = benchmark_metrics(benchmark, best.arch)
-        rows.append({"epoch": query.index, "phase": "trial", "arch": query.arch, "train_epochs": query.epochs,
+        rows.append({"epoch": query.index + 1, "phase": "trial", "arch": query.arch, "train_epochs": query.epochs,
                      "value": query.value, "cost_s": query.cost_s, "clock_s": query.clock_s,
                      "parent": "" if query.parent is None else query.parent, "best_value": best.value,
                      **looked_up[best.ops]})
