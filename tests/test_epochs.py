@@ -151,3 +151,14 @@ def test_a_retrain_numbers_its_epochs_from_1_with_an_eta(tmp_path, capsys):
     with open(result.run_dir / "steps.csv", newline="") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
     assert [p.name for p in (result.run_dir / "best").iterdir()] == ["epoch-0002"]
+
+
+def test_the_dry_run_report_ends_with_the_whole_search(tmp_path, tiny_config, capsys):
+    from cdarts.cli.search import main
+
+    config = tiny_config(**{**QUICK, "strategy": {"type": "darts", "epochs": 7}, "max_steps_per_epoch": 3})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["--config", str(path), "--dry-run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"whole search              about (\d+s|\d+m \d\ds) \(7 epochs x 3 steps\)", last), last

@@ -22,7 +22,9 @@ def parser(prog: str = "cdarts-search") -> CommandParser:
 
 
 def dry_run_report(result: dict[str, float]) -> str:
-    """The dry run's step times and memory peaks, one per line."""
+    """The dry run's step times, memory peaks and the whole search's time at those speeds, one per line."""
+    from cdarts.timing import estimate_text
+
     names = {"step_a": "step A (alpha, E, heads)", "step_b": "step B (S's weights)", "e_step": "E step (incl. batch)",
              "select": "select E's genotype"}
     batch = result["batch_size"]
@@ -33,6 +35,8 @@ def dry_run_report(result: dict[str, float]) -> str:
     lines.append(f"{'peak memory':26s}{result['peak_bytes'] / 2**20:10.0f} MiB")
     if "peak_above_build_bytes" in result:
         lines.append(f"{'  of which since build':26s}{result['peak_above_build_bytes'] / 2**20:10.0f} MiB")
+    epochs, steps = int(result["epochs"]), int(result["steps_per_epoch"])
+    lines.append(f"{'whole search':26s}{estimate_text(result['estimate_s'], epochs, steps)}")
     return "\n".join(lines)
 
 
