@@ -45,8 +45,6 @@ class CyclicSearch(SearchStrategy):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        if update_every < 1 or eval_epochs < 0:
-            raise ValueError(f"need update_every >= 1 and eval_epochs >= 0, got {update_every} and {eval_epochs}")
         self.eval_epochs, self.update_every = eval_epochs, update_every
         self.e_optimizer_spec, self.distill_spec, self.distill_weight = e_optimizer, distill, distill_weight
         self.distill_warmup_epochs = distill_warmup_epochs
@@ -105,7 +103,7 @@ class CyclicSearch(SearchStrategy):
         reg_lambda, kd_lambda = self.reg_lambda(search_epoch), self.kd_lambda(search_epoch)
         pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
         steps = min(self.steps("train"), self.steps("val"))
-        bar = self.ctx.progress(pairs, desc=self.epoch_label(epoch), total=steps)
+        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
         for (x_train, y_train), (x_val, y_val) in bar:
             self.joint_step(x_val, y_val, kd_lambda, reg_lambda, meter)
             self.weight_step(x_train, y_train, meter)
@@ -115,8 +113,8 @@ class CyclicSearch(SearchStrategy):
 
     def eval_epoch(self, epoch: int, repeat: int, meter: Meter) -> None:
         """E alone on the val split (Algorithm 1, lines 7-10)."""
-        bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), total=self.steps("val"),
-                                desc=f"{self.epoch_label(epoch)}: train E {repeat + 1}/{self.eval_epochs}")
+        bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), desc=f"train E {epoch}.{repeat}",
+                                total=self.steps("val"))
         for x, y in bar:
             self.eval_step(x, y, meter)
             bar.set_postfix(loss=f"{meter.mean('e_train_loss'):.3f}", acc=f"{meter.mean('e_train_acc'):.1f}")
