@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from cdarts.config import build
+from cdarts.epochs import epoch_label
 from cdarts.genotypes import Genotype
 from cdarts.losses.regularizers import linear_decay
 from cdarts.runtime import Runtime, frozen, zero_grad
@@ -98,6 +99,10 @@ class SearchStrategy:
     @property
     def total_epochs(self) -> int:
         return self.pretrain_epochs + self.epochs
+
+    def epoch_label(self, epoch: int) -> str:
+        """The 0-based loop index ``epoch`` as logs and progress bars name it: ``pretrain 1/2``, ``search 1/30``."""
+        return epoch_label(epoch, self.pretrain_epochs, self.epochs)
 
     def setup(self, ctx: SearchContext) -> None:
         """Build S (on the runtime's device) and its two optimizers; subclasses extend this."""
@@ -222,7 +227,7 @@ class SearchStrategy:
 
     def pretrain_epoch(self, epoch: int) -> dict[str, float]:
         meter = Meter()
-        bar = self.ctx.progress(self.batches("train", epoch), desc=f"pretrain S {epoch}", total=self.steps("train"))
+        bar = self.ctx.progress(self.batches("train", epoch), desc=self.epoch_label(epoch), total=self.steps("train"))
         for x, y in bar:
             self.weight_step(x, y, meter)
             bar.set_postfix(loss=f"{meter.mean('train_loss'):.3f}", acc=f"{meter.mean('train_acc'):.1f}")

@@ -103,7 +103,7 @@ class CyclicSearch(SearchStrategy):
         reg_lambda, kd_lambda = self.reg_lambda(search_epoch), self.kd_lambda(search_epoch)
         pairs = zip(self.batches("train", epoch), self.batches("val", epoch), strict=False)
         steps = min(self.steps("train"), self.steps("val"))
-        bar = self.ctx.progress(pairs, desc=f"search {search_epoch}", total=steps)
+        bar = self.ctx.progress(pairs, desc=self.epoch_label(epoch), total=steps)
         for (x_train, y_train), (x_val, y_val) in bar:
             self.joint_step(x_val, y_val, kd_lambda, reg_lambda, meter)
             self.weight_step(x_train, y_train, meter)
@@ -113,8 +113,8 @@ class CyclicSearch(SearchStrategy):
 
     def eval_epoch(self, epoch: int, repeat: int, meter: Meter) -> None:
         """E alone on the val split (Algorithm 1, lines 7-10)."""
-        bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), desc=f"train E {epoch}.{repeat}",
-                                total=self.steps("val"))
+        bar = self.ctx.progress(self.batches("val", epoch, repeat + 1), total=self.steps("val"),
+                                desc=f"{self.epoch_label(epoch)}: train E {repeat + 1}/{self.eval_epochs}")
         for x, y in bar:
             self.eval_step(x, y, meter)
             bar.set_postfix(loss=f"{meter.mean('e_train_loss'):.3f}", acc=f"{meter.mean('e_train_acc'):.1f}")
