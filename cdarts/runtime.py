@@ -43,8 +43,6 @@ class Runtime:
     on_step: Callable[[int, Mapping[str, Tensor]], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.clip_scope not in ("global", "per_optimizer"):
-            raise ValueError(f"clip_scope must be 'global' or 'per_optimizer', got {self.clip_scope!r}")
         if self.warn is None:
             self.warn = self.accelerator.print
 
