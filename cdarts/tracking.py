@@ -1,10 +1,11 @@
 """Experiment trackers for search and retraining: accelerate's (TensorBoard, Weights & Biases, MLflow, ...).
 
-``log_with: tensorboard`` (or a list) in a config sends every ``metrics.csv`` column per epoch (``epoch/<column>``
-at step = the row's epoch), the losses of every optimisation step (``step/<term>``) and, in a search, the softmax of
-every alpha row (``alpha/<cell>/edge<i>-<j>/<op>``, edges numbered as in the genotype). Trackers that write files
-write them under ``<run>/trackers``. The names are accelerate's; a name accelerate lacks is a config error, and a
-tracker whose package is not installed is refused before the run folder exists.
+``log_with: tensorboard`` (or a list) in a config sends every number of ``metrics.csv`` per epoch
+(``epoch/<column>`` at step = the row's epoch; an empty or NaN cell is not sent), the losses of every optimisation
+step (``step/<term>``) and, in a search, the softmax of every alpha row (``alpha/<cell>/edge<i>-<j>/<op>``, edges
+numbered as in the genotype). Trackers that write files write them under ``<run>/trackers``. The names are
+accelerate's; a name accelerate lacks is a config error, and a tracker whose package is not installed is refused
+before the run folder exists.
 """
 from __future__ import annotations
 
