@@ -131,11 +131,18 @@ def test_darts_v2_is_darts_with_order_2_and_both_are_listed():
     assert type(build("strategies", {"type": "darts", "order": 2})) is SecondOrderDarts
 
 
-def test_order_2_needs_an_sgd_weight_optimizer():
+@pytest.mark.parametrize("strategy", [V2, {"type": "darts-v2"}])
+def test_order_2_needs_an_sgd_weight_optimizer(strategy):
     with pytest.raises(ConfigError) as error:
-        build("strategies", {**V2, "w_optimizer": {"type": "adam", "lr": 0.01}})
-    assert str(error.value) == ("strategy.w_optimizer.type: DARTS order 2 takes its virtual weight step as SGD does, "
-                                "got 'adam'; use sgd, or order: 1")
+        load_config(make_tiny_config(strategy={**strategy, "w_optimizer": {"type": "adam", "lr": 0.01}}),
+                    search_config, ["seed=-1"])
+    assert error.value.problems == [
+        "seed: expected in [0, 4294967296) (numpy's seed range), got -1",
+        "strategy.w_optimizer.type: DARTS order 2 takes its virtual weight step as SGD does, got 'adam'; use sgd, or "
+        "order: 1",
+    ]
+    assert load_config(make_tiny_config(strategy={"type": "darts", "order": 1, "w_optimizer": {"type": "adam"}}),
+                       search_config)["strategy"]["w_optimizer"]["type"] == "adam"
 
 
 def test_order_is_1_or_2():

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from cdarts.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, Range
-from cdarts.errors import ConfigError
+from cdarts.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, Range, cross_check
 from cdarts.registry import strategies
 from cdarts.runtime import average_gradients, frozen, zero_grad
 from cdarts.strategies.base import SearchStrategy, guarded_step
@@ -192,7 +192,15 @@ def all_finite(tensors: list[Tensor | None]) -> bool:
     return not present or bool(torch.stack([torch.isfinite(t).all() for t in present]).all())
 
 
+def _virtual_step_is_sgd(keys: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """DARTS-V2's virtual weight step is an SGD step (``darts-v2`` has no ``order`` key: it is always 2)."""
+    if keys.get("order", 2) == 2 and keys["w_optimizer"]["type"] != "sgd":
+        yield "w_optimizer.type", (f"DARTS order 2 takes its virtual weight step as SGD does, got "
+                                   f"{keys['w_optimizer']['type']!r}; use sgd, or order: 1")
+
+
 @strategies.register("darts")
+@cross_check(_virtual_step_is_sgd)
 def darts(
     *,
     epochs: PositiveInt = 50,
@@ -214,9 +222,6 @@ def darts(
     decaying as in ``cdarts`` (paper Table 5's "DARTS + L_Reg": ``reg_weight: 5``, 0 at search epoch
     ``reg_stop_epoch``; ``<= 0``: constant). ``resource`` adds a cost penalty to the alpha step (see
     ``cdarts.losses.resource``)."""
-    if order == 2 and w_optimizer.get("type") != "sgd":
-        raise ConfigError(f"strategy.w_optimizer.type: DARTS order 2 takes its virtual weight step as SGD does, got "
-                          f"{w_optimizer.get('type')!r}; use sgd, or order: 1")
     kind = SecondOrderDarts if order == 2 else FirstOrderDarts
     return kind(
         epochs=epochs, pretrain_epochs=pretrain_epochs, w_optimizer=w_optimizer, alpha_optimizer=alpha_optimizer,
@@ -235,4 +240,5 @@ def darts_v2(**settings: Any) -> FirstOrderDarts:
 _SIGNATURE = inspect.signature(darts)
 darts_v2.__signature__ = _SIGNATURE.replace(parameters=[p for p in _SIGNATURE.parameters.values() if p.name != "order"])
 darts_v2.__annotations__ = {name: hint for name, hint in darts.__annotations__.items() if name != "order"}
+cross_check(_virtual_step_is_sgd)(darts_v2)
 strategies.register("darts-v2", darts_v2)
