@@ -50,6 +50,10 @@ def inspect() -> int:
     return run("inspect")
 
 
+def profile() -> int:
+    return run("profile")
+
+
 def seeds() -> int:
     return run("seeds")
 

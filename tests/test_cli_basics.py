@@ -59,7 +59,7 @@ def run(main, argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_every_console_script_parses_its_arguments_before_importing_the_library():
-    names = ["search", "train", "export", "eval", "inspect", "seeds", "analyze", "listing", "main"]
+    names = ["search", "train", "export", "eval", "inspect", "profile", "seeds", "analyze", "listing", "main"]
     done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, *names], env=cli_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -87,7 +87,7 @@ def test_every_command_has_version(main, prog, capsys):
     assert run(main, ["--version"], capsys) == (0, f"{prog} {cdarts.__version__}\n", "")
 
 
-@pytest.mark.parametrize("command", ["search", "train", "export", "eval", "inspect", "seeds", "list"])
+@pytest.mark.parametrize("command", ["search", "train", "export", "eval", "inspect", "profile", "seeds", "list"])
 def test_a_command_under_cdarts_names_itself_so(command, capsys):
     code, out, _ = run(main_cli.main, [command, "--help"], capsys)
     assert code == 0 and out.startswith(f"usage: cdarts {command} ")

@@ -32,7 +32,7 @@ def make_space(name: str):
     return build("spaces", spec, 10, 3), shape
 
 
-def fake_ms(module, x, warmup, min_time, threads) -> float:
+def fake_ms(module, x, warmup, min_time, threads, statistic="median") -> float:
     """A deterministic 'measurement': what the test can predict exactly."""
     return 0.001 * (1 + x.numel() % 97) + 0.01 * sum(p.numel() for p in module.parameters()) / 1000
 
@@ -149,6 +149,21 @@ def test_resource_gradients_reach_every_alpha(form):
     assert value.dtype == torch.float32 and value.item() > 0
     for alpha in alphas.values():
         assert torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
+
+
+def test_straight_through_penalises_the_genotype_with_the_expected_gradient():
+    space, shape = make_space("darts")
+    loss = build("losses", {"type": "resource", "target": 20000, "form": "absolute", "straight_through": True},
+                 space, shape, 2)
+    alphas = {g: torch.randn(14, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
+              for g in ("normal", "reduce")}
+    genotype = space.genotype(build("discretizers", "topk")(alphas, space.edges, space.primitives))
+    weights = loss.hardened({g: torch.softmax(a, -1) for g, a in alphas.items()}, genotype)
+    value = loss(weights)
+    exact = count_macs(space.discrete(genotype), shape)
+    assert value.item() == pytest.approx(abs(exact / 20000 - 1), rel=1e-6)
+    value.backward()
+    assert all(a.grad.abs().sum() > 0 for a in alphas.values())
 
 
 def test_hinge_below_target_has_no_gradient():
@@ -276,7 +291,8 @@ def test_profile_is_deterministic_in_shape_and_resumes(spec_space, tmp_path, mon
     first = write_table(space, shape, tmp_path / "a.json", monkeypatch)
     network = CostNetwork(space, shape)
     assert list(first["entries"]) == sorted(network.signatures) and first["fixed_ms"] >= 0
-    assert list(first) == ["format", "version", "device", "batch_size", "precision", "network", "space_config",
+    assert list(first) == ["format", "version", "device", "batch_size", "precision", "statistic", "network",
+                           "space_config",
                            "warmup", "min_time_s", "entries", "fixed_ms"]
     data = json.loads((tmp_path / "a.json").read_text())
     del data["entries"][next(iter(data["entries"]))]
@@ -312,7 +328,7 @@ def test_profile_cli_times_every_op_and_refuses_another_batch(tmp_path, capsys):
     config.write_text("data: {type: digits, image_size: 8, channels: 3}\nspace: {type: darts, channels: 2, layers: 3, "
                       "eval_layers: 3, primitives: [none, max_pool_3x3, skip_connect, sep_conv_3x3]}\n")
     out = tmp_path / "table.json"
-    args = ["--config", str(config), "--out", str(out), "--threads", "1", "--warmup", "1", "--min-time", "0.01"]
+    args = ["--config", str(config), "--output", str(out), "--threads", "1", "--warmup", "1", "--min-time", "0.01"]
     assert profile_cli.main(args) == 0
     table = json.loads(out.read_text())
     space = build("spaces", table["space_config"], 10, 3)

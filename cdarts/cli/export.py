@@ -17,6 +17,8 @@ def parser(prog: str = "cdarts-export") -> CommandParser:
                  required=True, old="--out")
     p.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
     p.add_argument("--force", action="store_true", help="replace the contents of a non-empty --output folder")
+    p.add_argument("--latency", metavar="TABLE", help="add the latency predicted by a cdarts-profile table made for "
+                   "this network to config.json and the README")
     p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder to this Hugging Face Hub model "
                                                          "repository, OWNER/NAME (created if missing; needs a token: "
                                                          "`hf auth login` or HF_TOKEN)")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None, prog: str = "cdarts-export") -> int:
 
     if args.push_to_hub is not None:
         check_repo_id(args.push_to_hub)
-    result = export(model, args.output, ema=args.ema, force=args.force, hub_repo=args.push_to_hub)
+    result = export(model, args.output, ema=args.ema, force=args.force, latency=args.latency,
+                    hub_repo=args.push_to_hub)
     metrics = result.config["cdarts"]["metrics"]
     prefix = "ema_" if args.ema else ""
     accuracy = ", ".join(f"{split} top-1 {metrics[f'{prefix}{split}_top1']:.2f}%" for split in ("val", "test")

@@ -15,6 +15,7 @@ COMMANDS = {
     "export": "export a trained network as a timm model folder",
     "eval": "evaluate a trained network",
     "inspect": "parameters, MACs and drawing of a genotype",
+    "profile": "time every candidate op of a space into a latency table",
     "seeds": "searches over several seeds (and strategies), then a mean ± std report",
     "analyze": "analyses of finished runs (alpha/benchmark correlation)",
 }

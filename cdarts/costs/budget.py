@@ -22,12 +22,17 @@ from cdarts.genotypes import Edge
 @dataclass
 class BudgetFit:
     """A discretizer's choice (per cell type, per node, ``(op, input)`` pairs) and, under a budget, its cost, the
-    cost before any change, and the changes in the order they were made."""
+    choice before any change (``free``) and its cost, and the changes in the order they were made."""
 
     nodes: dict[str, list[list[Edge]]]
     cost: float | None = None
     unconstrained: float | None = None
     changes: list[str] = field(default_factory=list)
+    free: dict[str, list[list[Edge]]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.free is None:
+            self.free = self.nodes
 
 
 @dataclass(frozen=True)
@@ -104,4 +109,4 @@ def fit_budget(
             f"{w[move.group][move.row][move.column]:.3f}"
         )
         cost = table.choice_cost(as_nodes())
-    return BudgetFit(as_nodes(), cost, unconstrained, changes)
+    return BudgetFit(as_nodes(), cost, unconstrained, changes, {g: [list(e) for e in n] for g, n in nodes.items()})

@@ -2,10 +2,11 @@
 
 ``cdarts-profile`` builds the table (``profile``): every distinct op signature of the cost network (see
 ``cdarts.costs.network``) is timed alone with ``torch.utils.benchmark`` (warm-up runs, then the median of timed
-blocks), at the given batch size, precision and CPU threads; the fixed part is the whole network's time with the
-cheapest op on every probed edge, less those ops' entries. The table is a JSON file that records the device, the
-settings and the network it was made for; it is written after every entry, atomically, so an interrupted profile
-resumes where it stopped, and a table for another device, setting or network is refused.
+blocks, or their minimum on a machine shared with other work), at the given batch size, precision and CPU threads;
+the fixed part is the whole network's time with the cheapest op on every probed edge, less those ops' entries. The
+table is a JSON file that records the device, the settings and the network it was made for; it is written after
+every entry, atomically, so an interrupted profile resumes where it stopped, and a table for another device, setting
+or network is refused.
 
 The ``latency`` cost reads a table: a genotype's latency is the sum of its ops' entries over the cells, plus the fixed
 part (ops run one after the other, as on a CPU or a GPU stream).
@@ -16,6 +17,7 @@ import contextlib
 import json
 import logging
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +36,7 @@ from cdarts.registry import costs
 FORMAT = "cdarts-latency-table"
 VERSION = 1
 Precision = Literal["fp32", "bf16", "fp16"]
+Statistic = Literal["median", "min"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_TABLE_BYTES = 16 << 20
 
@@ -59,9 +62,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_ms(module: nn.Module, x: torch.Tensor, warmup: int, min_time: float, threads: int) -> float:
-    """Median milliseconds of ``module(x)`` over timed blocks of at least ``min_time`` seconds in all, after
-    ``warmup`` untimed calls (``torch.utils.benchmark`` synchronises CUDA)."""
+def time_ms(module: nn.Module, x: torch.Tensor, warmup: int, min_time: float, threads: int,
+            statistic: Statistic = "median") -> float:
+    """Milliseconds of ``module(x)`` after ``warmup`` untimed calls (``torch.utils.benchmark`` synchronises CUDA):
+    the median over timed blocks of at least ``min_time`` seconds in all, or the minimum over single calls (at least
+    ten, ``min_time`` seconds in all). Other processes only ever add time, and a call of a few milliseconds often runs
+    within one scheduler slice, so on a shared machine the fastest call is the steadier estimate."""
     with _quiet_logger("torch.utils.cpp_extension"):  # it warns about CUDA_HOME when benchmark imports it
         from torch.utils import benchmark
 
@@ -69,8 +75,12 @@ def time_ms(module: nn.Module, x: torch.Tensor, warmup: int, min_time: float, th
         for _ in range(warmup):
             module(x)
         timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": x}, num_threads=threads)
-        measurement = timer.blocked_autorange(min_run_time=min_time)
-    return measurement.median * 1e3
+        if statistic == "median":
+            return timer.blocked_autorange(min_run_time=min_time).median * 1e3
+        times, began = [], time.perf_counter()
+        while len(times) < 10 or time.perf_counter() - began < min_time:
+            times.append(timer.timeit(1).median)
+    return min(times) * 1e3
 
 
 @contextlib.contextmanager
@@ -108,7 +118,8 @@ def read_table(path: str | Path) -> dict[str, Any]:
 def _setting(data: dict[str, Any]) -> str:
     device = data["device"]
     where = device["name"] + (f", {device['threads']} threads" if "threads" in device else "")
-    return f"{device['type']} ({where}), batch {data['batch_size']}, {data['precision']}"
+    statistic = "" if data.get("statistic", "median") == "median" else f", {data['statistic']} of blocks"
+    return f"{device['type']} ({where}), batch {data['batch_size']}, {data['precision']}{statistic}"
 
 
 def _network_text(network: dict[str, Any]) -> str:
@@ -136,6 +147,7 @@ def profile(
     threads: int | None = None,
     warmup: int = 5,
     min_time: float = 0.2,
+    statistic: Statistic = "median",
     space_config: dict[str, Any] | None = None,
     progress: Callable[[Iterable, int], Iterable] = lambda items, total: items,
 ) -> dict[str, Any]:
@@ -147,7 +159,7 @@ def profile(
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     setting = {"device": device_description(device, threads if device.type == "cpu" else None),
-               "batch_size": batch_size, "precision": precision}
+               "batch_size": batch_size, "precision": precision, "statistic": statistic}
     description = network.description()
     out = Path(out)
     data = {"format": FORMAT, "version": VERSION, **setting, "network": description, "space_config": space_config,
@@ -168,19 +180,19 @@ def profile(
         for signature in progress(todo, len(todo)):
             slot = network.signatures[signature]
             x = torch.randn(batch_size, *slot.shape, device=device, dtype=dtype)
-            data["entries"][signature] = time_ms(slot.module, x, warmup, min_time, threads)
+            data["entries"][signature] = time_ms(slot.module, x, warmup, min_time, threads, statistic)
             data["entries"] = dict(sorted(data["entries"].items()))
             atomic_write_json(out, data)
         if data["fixed_ms"] is None:
-            data["fixed_ms"] = _fixed_ms(network, net, data["entries"], batch_size, device, dtype, warmup, min_time,
-                                         threads)
+            data["fixed_ms"] = _fixed_ms(network, net, data["entries"], batch_size, device, dtype,
+                                         lambda m, x: time_ms(m, x, warmup, min_time, threads, statistic))
     data["entries"] = dict(sorted(data["entries"].items()))
     atomic_write_json(out, data)
     return data
 
 
 def _fixed_ms(network: CostNetwork, net: nn.Module, entries: dict[str, float], batch_size: int,
-              device: torch.device, dtype: torch.dtype, warmup: int, min_time: float, threads: int) -> float:
+              device: torch.device, dtype: torch.dtype, timer: Callable[[nn.Module, torch.Tensor], float]) -> float:
     """The whole network's time with the cheapest op on every probed edge, less those ops' entries (never < 0)."""
     def probe_ms(op: str) -> float:
         return sum(entries[s.signature] for s in network.probe_slots(network.probe_genotypes(op)[0]))
@@ -189,7 +201,7 @@ def _fixed_ms(network: CostNetwork, net: nn.Module, entries: dict[str, float], b
     probe = network.probe_genotypes(cheapest)[0]
     net.select(probe)
     x = torch.randn(batch_size, *network.input_shape, device=device, dtype=dtype)
-    return max(0.0, time_ms(net, x, warmup, min_time, threads) - probe_ms(cheapest))
+    return max(0.0, timer(net, x) - probe_ms(cheapest))
 
 
 def latency_table(network: CostNetwork, data: dict[str, Any], path: str | Path) -> CostTable:
@@ -222,6 +234,13 @@ def genotype_latency(
     space = build("spaces", config, num_classes, input_shape[0])
     cost = latency_table(CostNetwork(space, tuple(input_shape)), data, path)
     return cost.genotype_cost(genotype), cost.device
+
+
+def device_text(device: dict[str, Any]) -> str:
+    """``AMD EPYC (cpu, 1 threads, batch 1, fp32)``: where a latency table was measured."""
+    details = [device["type"]] + ([f"{device['threads']} threads"] if "threads" in device else [])
+    details += [f"batch {device['batch_size']}", device["precision"]] if "batch_size" in device else []
+    return f"{device['name']} ({', '.join(details)})"
 
 
 @costs.register("latency")

@@ -10,6 +10,12 @@ the cost:
 - ``absolute``: ``weight * |cost / target - 1|`` (TuNAS): pulls the cost to the target from both sides.
 - ``ratio``: ``weight * log(1 + cost / target) ** exponent`` (FBNet's ``w * log(cost)^b``, with the cost in units
   of the target, and added to the loss rather than multiplying it, as every term of a strategy's loss is).
+
+In a short DARTS-family search alpha stays close to uniform, so the expected cost hardly moves while the derived
+genotype (an argmax over small differences) follows its gradient much further: a hinge on the expected cost goes on
+pushing long after the genotype is under the target. ``straight_through`` evaluates the penalty at the genotype the
+discretizer derives now (its one-hot distribution) with the expected cost's gradient, so the push stops once the
+genotype fits and resumes if it drifts over.
 """
 from __future__ import annotations
 
@@ -31,12 +37,13 @@ class ResourceLoss(nn.Module):
     """``forward(weights)``: the penalty of the expected cost under per-cell-type op ``weights``."""
 
     def __init__(self, table: CostTable, target: float, form: Form = "hinge", weight: float = 1.0,
-                 exponent: float = 0.6, keep: int | None = None) -> None:
+                 exponent: float = 0.6, keep: int | None = None, straight_through: bool = False) -> None:
         super().__init__()
         if form not in ("hinge", "absolute", "ratio"):
             raise ValueError(f"resource: form must be 'hinge', 'absolute' or 'ratio', got {form!r}")
         self.table, self.target, self.form = table, float(target), form
         self.weight, self.exponent, self.keep = float(weight), float(exponent), keep
+        self.straight_through = straight_through
 
     def expected(self, weights: Mapping[str, Tensor]) -> Tensor:
         """The expected cost (float64, differentiable; ``keep``: see ``CostTable.expected``)."""
@@ -52,6 +59,11 @@ class ResourceLoss(nn.Module):
             penalty = torch.log1p(ratio) ** self.exponent
         dtype = next(iter(weights.values())).dtype
         return (self.weight * penalty).to(dtype)
+
+    def hardened(self, weights: Mapping[str, Tensor], genotype: Any) -> dict[str, Tensor]:
+        """``weights`` with the values of ``genotype``'s one-hot distribution and the gradient of ``weights``."""
+        hard = {g: torch.softmax(a, -1) for g, a in self.table.one_hot(genotype).items()}
+        return {g: w + (hard[g].to(w) - w).detach() for g, w in weights.items()}
 
     def extra_repr(self) -> str:
         return (f"cost={self.table.name}, target={format_amount(self.target, self.table.unit)}, form={self.form!r}, "
@@ -69,13 +81,15 @@ def resource(
     form: Form = "hinge",
     weight: NonNegativeFloat = 1.0,
     exponent: Annotated[float, Range(gt=0, le=10)] = 0.6,
+    straight_through: bool = False,
 ) -> ResourceLoss:
     """A penalty on the expected ``cost`` of the architecture relative to ``target`` (``600M``, ``5.4M``, ``12ms``;
     a bare number is in the cost's unit). ``form``: ``hinge`` (only above the target), ``absolute`` (TuNAS) or
-    ``ratio`` (FBNet, ``exponent`` its ``b``). Used as a strategy's ``resource`` slot, which passes ``keep``, the
-    edges per node its discretizer keeps (top-k's ``k``; None: all)."""
+    ``ratio`` (FBNet, ``exponent`` its ``b``). ``straight_through``: the penalty of the derived genotype's exact cost,
+    with the expected cost's gradient (see the module docstring). Used as a strategy's ``resource`` slot, which passes
+    ``keep``, the edges per node its discretizer keeps (top-k's ``k``; None: all)."""
     if target is None:
         raise ConfigError("resource: 'target' is required, e.g. target: 600M (MACs or parameters) or 12ms (latency)")
     table = build("costs", cost, space, tuple(input_shape))
     value = parse_target(target).resolve(table, f"resource target {target!r}")
-    return ResourceLoss(table, value, form, weight, exponent, keep)
+    return ResourceLoss(table, value, form, weight, exponent, keep, straight_through)

@@ -101,6 +101,7 @@ def model_card(config: dict[str, Any], params: int, macs: int, folder_name: str,
     ]
     table = "\n".join(f"| {name} | {top1} | {top5} |" for name, top1, top5 in rows)
     epoch = "-" if note["epoch"] is None else note["epoch"]
+    latency = _latency_line(note.get("cost", {}))
     hub = f'model = timm.create_model("hf-hub:{hub_repo}", pretrained=True).eval()  # the Hub\'s copy\n'
     return front_matter(config, Path(hub_repo or folder_name).name) + f"""# {config['architecture']} \
 ({data.get('type', 'unknown data')})
@@ -111,7 +112,7 @@ A DARTS-space network retrained from scratch with cdarts (Cyclic Differentiable 
 {config['num_classes']} classes, {args['in_chans']}-channel input
 - genotype: `{genotype}`
 - parameters: {params:,} ({params / 1e6:.3f} M)
-- MACs: {macs:,} ({macs / 1e6:.2f} M) at {size[1]}x{size[2]}
+- MACs: {macs:,} ({macs / 1e6:.2f} M) at {size[1]}x{size[2]}{latency}
 - input: {tuple(size)}, mean {tuple(round(v, 4) for v in config['pretrained_cfg']['mean'])}, \
 std {tuple(round(v, 4) for v in config['pretrained_cfg']['std'])}
 - weights: {'EMA of the' if note['ema'] else 'the'} checkpoint of epoch {epoch} ({note['source']})
@@ -139,10 +140,13 @@ or evaluate it: `cdarts-eval --model local-dir:{folder_name}`.
 
 
 def export(
-    source: str | Path, out: str | Path, ema: bool = False, force: bool = False, hub_repo: str | None = None
+    source: str | Path, out: str | Path, ema: bool = False, force: bool = False, latency: str | Path | None = None,
+    hub_repo: str | None = None,
 ) -> ExportResult:
     """Write the network of a run folder / checkpoint to ``out``; refuses a non-empty ``out`` unless ``force``.
     ``hub_repo``: the Hub repository the folder is meant for, whose name the card carries and loads from.
+    ``config.json`` (under ``cdarts.cost``) and the README carry its MACs and parameters and, with a ``latency``
+    table made for this network by ``cdarts-profile``, its predicted latency and the table's device.
 
     The folder is assembled under a temporary name and renamed into place, so ``out`` is never half written. An
     ``out`` that is a symlink is written through: its target is replaced and the link kept.
@@ -159,6 +163,9 @@ def export(
         pool_size = tuple(model.forward_features(torch.zeros(1, *input_size)).shape[-2:])
     params, macs = inference_parameters(model), count_macs(model, input_size)
     config = timm_config(trained, model, pool_size, ema)
+    config["cdarts"]["cost"] = {"macs": macs, "params": params}
+    if latency is not None:
+        config["cdarts"]["cost"].update(predicted_latency(latency, trained, model, input_size))
     config["cdarts"]["threads"] = recorded_threads(str(source))  # cdarts-eval measures speed with the run's threads
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out).acquire()  # one writer: another export to ``out`` is refused until this one is done
@@ -188,6 +195,27 @@ def export(
     finally:
         lock.release()
     return ExportResult(out, params, macs, config)
+
+
+def predicted_latency(table: str | Path, trained: TrainedModel, model: nn.Module, input_size: tuple[int, ...]
+                      ) -> dict[str, Any]:
+    """``latency_ms``, ``latency_device`` and ``latency_table`` of the exported network, from a latency table."""
+    from cdarts.costs.latency import genotype_latency
+    from cdarts.models.darts import ARCHITECTURES
+
+    args = {**ARCHITECTURES.get(trained.architecture, {}), **trained.model_args}
+    options = {key: args[key] for key in ("stem", "stem_multiplier") if key in args}
+    ms, device = genotype_latency(table, model.genotype, args["channels"], args["layers"], tuple(input_size),
+                                  model.num_classes, **options)
+    return {"latency_ms": ms, "latency_device": device, "latency_table": str(table)}
+
+
+def _latency_line(cost: Mapping[str, Any]) -> str:
+    if "latency_ms" not in cost:
+        return ""
+    from cdarts.costs.latency import device_text
+
+    return f"\n- latency: {cost['latency_ms']:.3f} ms predicted for {device_text(cost['latency_device'])}"
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -145,6 +145,15 @@ class SearchStrategy:
         space = self.ctx.space
         return space.genotype(self.ctx.discretizer(self.alphas(), space.edges, space.primitives))
 
+    def free_genotype(self) -> Genotype:
+        """The genotype before a budget changes it (the discretizer's own choice; without a budget, ``genotype()``):
+        what the resource regulariser steers."""
+        space, discretizer = self.ctx.space, self.ctx.discretizer
+        explain = getattr(discretizer, "explain", None)
+        if explain is None:
+            return self.genotype()
+        return space.genotype(explain(self.alphas(), space.edges, space.primitives).free)
+
     def reg_lambda(self, search_epoch: int) -> float:
         """lambda' at this search epoch: linear decay from ``reg_weight`` to 0 at ``reg_stop_epoch``."""
         if self.regularizer is None:
@@ -163,7 +172,10 @@ class SearchStrategy:
         if reg_lambda > 0:
             terms["reg"] = reg_lambda * self.regularizer(self.search_net.arch_parameters())
         if self.resource is not None:
-            terms["resource"] = self.resource(self.arch_distribution())
+            weights = self.arch_distribution()
+            if self.resource.straight_through:
+                weights = self.resource.hardened(weights, self.free_genotype())
+            terms["resource"] = self.resource(weights)
         return terms
 
     def cost_metrics(self, genotype: Genotype) -> dict[str, float]:
