@@ -216,7 +216,8 @@ def latency_table(network: CostNetwork, data: dict[str, Any], path: str | Path) 
     rows = table_rows(network, lambda slot: data["entries"][slot.signature])
     return CostTable("latency", "ms", "time", rows, float(data["fixed_ms"]), network.primitives, network.edges,
                      network.description(), {**data["device"], "batch_size": data["batch_size"],
-                                             "precision": data["precision"]})
+                                             "precision": data["precision"],
+                                             "statistic": data.get("statistic", "median")})
 
 
 def genotype_latency(
@@ -240,6 +241,7 @@ def device_text(device: dict[str, Any]) -> str:
     """``AMD EPYC (cpu, 1 threads, batch 1, fp32)``: where a latency table was measured."""
     details = [device["type"]] + ([f"{device['threads']} threads"] if "threads" in device else [])
     details += [f"batch {device['batch_size']}", device["precision"]] if "batch_size" in device else []
+    details += ["fastest call"] if device.get("statistic") == "min" else []
     return f"{device['name']} ({', '.join(details)})"
 
 
