@@ -40,6 +40,7 @@ def tiny(**overrides):
         "optimizer": {"type": "sgd", "lr": 0.05},
         "scheduler": {"type": "cosine", "per_update": True, "warmup_epochs": 1, "warmup_lr": 0.01},
         "threads": 1,
+        "plots": False,
     }
     cfg.update(overrides)
     return cfg

@@ -107,7 +107,7 @@ def test_a_resumed_search_continues_the_trackers_steps(tracked):
 
 def test_retrain_logs_metrics_csv_and_steps_csv(tmp_path):
     pytest.importorskip("tensorboard")
-    run = train(tiny_retrain(log_with="tensorboard"), output=tmp_path / "run", progress=False, quiet=True)
+    run = train(tiny_retrain(log_with="tensorboard", plots=True), output=tmp_path / "run", progress=False, quiet=True)
     logged = scalars(run.run_dir)
     for row in read_rows(run.run_dir / "metrics.csv"):
         for column in ("val_top1", "test_top1", "train_loss", "lr", "drop_path", "time_s"):
