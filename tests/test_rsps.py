@@ -62,7 +62,7 @@ def test_trained_paths_are_uniform_over_darts_cells():
 
 @pytest.mark.parametrize("space", list(SPACES))
 def test_the_genotype_is_the_best_scoring_candidate(space):
-    rsps = strategy("rsps", space, ctx=context(space, batches=2, batch=32), score_batches=2)
+    rsps = strategy("rsps", space, ctx=context(space, batches=2, batch=16), score_batches=2)
     candidates = [sample_path(rsps.choices, torch.Generator().manual_seed(seed)) for seed in range(4)]
     batches = rsps.ctx.loader("val_eval", 0)
     scores = []
