@@ -48,12 +48,17 @@ def launcher_precision() -> str | None:
     return value.lower()
 
 
+def resolve_precision(configured: str | None) -> str:
+    """The precision a run with the config's ``mixed_precision`` runs: its own, else the launcher's, else ``no``."""
+    return configured or launcher_precision() or "no"
+
+
 def make_accelerator(mixed_precision: str | None, cpu: bool, dist_timeout_s: float | None = None,
                      **kwargs: Any) -> Any:
     """One Accelerator for the run (created in the command, never at import).
 
-    ``mixed_precision`` is the config's: None takes the launcher's (``launcher_precision``), else ``no``; the
-    Accelerator's ``mixed_precision`` says which ran.
+    ``mixed_precision`` is the config's (see ``resolve_precision``); the Accelerator's ``mixed_precision`` says which
+    ran.
 
     Without GPUs accelerate forms a (gloo) process group only when told to run on the CPU; otherwise each process
     of ``accelerate launch --multi_gpu --num_processes 2`` would run the whole job alone, as its own main process.
@@ -72,7 +77,7 @@ def make_accelerator(mixed_precision: str | None, cpu: bool, dist_timeout_s: flo
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not launched:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=mixed_precision or launcher_precision() or "no",
+    return Accelerator(mixed_precision=resolve_precision(mixed_precision),
                        cpu=cpu or (launched and not torch.cuda.is_available()), **kwargs)
 
 

@@ -121,7 +121,7 @@ def test_train_writes_the_run_folder(run):
     assert [float(r["drop_path"]) for r in rows] == [0.0, 0.1]
     steps = read_rows(folder / "steps.csv")
     assert [int(s["step"]) for s in steps] == [1, 2, 3, 4, 5, 6]
-    assert [p.name for p in (folder / "checkpoints").iterdir()] == sorted(["epoch-0001", "epoch-0002"])
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch-0001", "epoch-0002"]
     assert len(list((folder / "best").iterdir())) == 1
     assert json.loads((folder / "genotype.json").read_text()) == load_genotype("CDARTS_CIFAR").to_json()
     summary = json.loads((folder / "summary.json").read_text())

@@ -52,6 +52,7 @@ def plan_study(
     """
     from cdarts.config import apply_overrides, build, load_config
     from cdarts.registry import RegistryError
+    from cdarts.runs import resolve_precision
     from cdarts.strategies.trials.run import config_root, trial_config
 
     if not seeds:
@@ -77,6 +78,8 @@ def plan_study(
                 run_config = {**(base if variant is None else apply_variant(base, variant)), "seed": seed}
                 root = config_root(run_config)
                 filled = load_config(run_config, root)
+                if "mixed_precision" in filled:  # as the run's config.yaml will record it
+                    filled["mixed_precision"] = resolve_precision(filled["mixed_precision"])
                 if root is trial_config:  # a method's missing optional package is found now, not after other runs
                     build("trials", filled["strategy"])
             except ConfigError as exc:
