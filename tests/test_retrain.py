@@ -186,11 +186,15 @@ def test_timm_augmentation_replaces_the_train_transform_only(image_folder, tmp_p
     assert len(result.history) == 1
 
 
-def test_unknown_timm_augmentation_is_named(image_folder, tmp_path):
-    data = {"type": "imagefolder", "root": str(image_folder), "image_size": 16}
-    cfg = tiny(data=data, augment={"auto_augment": "foo"})
-    with pytest.raises(ValueError, match="augment.auto_augment: invalid timm augmentation 'foo'"):
-        build_data(load_retrain_config(cfg))
+def test_unknown_timm_augmentation_is_named_with_the_config():
+    with pytest.raises(ConfigError) as info:
+        load_retrain_config(tiny(augment={"auto_augment": "foo", "re_prob": 2}))
+    assert info.value.problems == ["augment.auto_augment: invalid timm augmentation 'foo' (Unknown AA policy foo)",
+                                   "augment.re_prob: expected in [0, 1], got 2"]
+    with pytest.raises(ConfigError) as info:
+        load_retrain_config(tiny(augment={"auto_augment": 5}))
+    assert info.value.problems == ["augment.auto_augment: expected a timm augmentation string (original, "
+                                   "rand-m9-mstd0.5, ...), got 5"]
 
 
 def test_auxiliary_loss_ema_and_mixup_run_together(tmp_path):

@@ -27,6 +27,7 @@ from cdarts.config import (
     validate,
 )
 from cdarts.models.darts import ARCHITECTURES, resolve_genotype
+from cdarts.retrain.data import auto_augment_op
 from cdarts.spaces.darts import Depth
 from cdarts.tracking import Trackers
 
@@ -52,7 +53,7 @@ def model_section(
 
 def augment_section(
     *,
-    auto_augment: str | None = None,
+    auto_augment: Annotated[str, Parsed(auto_augment_op)] | None = None,
     re_prob: Probability = 0.0,
     color_jitter: NonNegativeFloat = 0.4,
     interpolation: Literal["bilinear", "bicubic"] = "bilinear",

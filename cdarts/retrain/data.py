@@ -1,7 +1,7 @@
 """The splits a retrain run trains, chooses its best epoch and reports on, with timm's augmentation."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from cdarts.config import (
     config_parameters,
 )
 from cdarts.data import SPLIT_SEED, Cutout, DatasetSplits, search_split
-from cdarts.registry import datasets
+from cdarts.registry import datasets, shown
 
 
 @dataclass
@@ -62,6 +62,26 @@ def build_data(cfg: Mapping[str, Any]) -> RetrainData:
     return RetrainData(train, val, splits.test, splits, spec)
 
 
+def auto_augment_op(aa: str, size: int = 32, mean: Sequence[float] = (0.5, 0.5, 0.5)) -> Any:
+    """timm's AutoAugment, RandAugment or AugMix for ``aa`` (``original``, ``rand-m9-mstd0.5``, ``augmix-m5-w4-d2``:
+    timm's own parsing, the one ``create_transform`` does) on ``size`` px images of this ``mean``.
+
+    Raises:
+        ValueError: naming a string timm cannot read (the config validator reports it at ``augment.auto_augment``).
+    """
+    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+
+    if not isinstance(aa, str):
+        raise ValueError(f"expected a timm augmentation string (original, rand-m9-mstd0.5, ...), got {shown(aa)}")
+    hparams = {"translate_const": int(size * 0.45), "img_mean": tuple(round(255 * m) for m in mean)}
+    make = (rand_augment_transform if aa.startswith("rand") else
+            augment_and_mix_transform if aa.startswith("augmix") else auto_augment_transform)
+    try:
+        return make(aa, hparams)
+    except (AssertionError, KeyError, ValueError) as exc:
+        raise ValueError(f"invalid timm augmentation {aa!r} ({exc})") from None
+
+
 def replace_train_transform(splits: DatasetSplits, augment: Mapping[str, Any], cutout: int) -> None:
     """Swap the dataset's training transform for timm's: ``create_transform`` for large images; for small ones
     (<= 64 px) padded crop, flip, timm's AutoAugment/RandAugment/AugMix, cutout and random erasing."""
@@ -71,30 +91,19 @@ def replace_train_transform(splits: DatasetSplits, augment: Mapping[str, Any], c
             f"imagefolder, imagenet); this dataset ({type(splits.train).__name__}) holds ready tensors"
         )
     from timm.data import create_transform
-    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
     from timm.data.random_erasing import RandomErasing
     from torchvision import transforms as T
 
     size, aa = splits.image_size, augment["auto_augment"]
-    try:
-        if size > 64:
-            transform = create_transform(
-                size, is_training=True, auto_augment=aa, color_jitter=augment["color_jitter"],
-                re_prob=augment["re_prob"], interpolation=augment["interpolation"], mean=splits.mean, std=splits.std,
-            )
-            splits.train.transform = transform
-            return
-        steps = [T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip()]
-        if aa:
-            hparams = {"translate_const": int(size * 0.45), "img_mean": tuple(round(255 * m) for m in splits.mean)}
-            if aa.startswith("rand"):
-                steps.append(rand_augment_transform(aa, hparams))
-            elif aa.startswith("augmix"):
-                steps.append(augment_and_mix_transform(aa, hparams))
-            else:
-                steps.append(auto_augment_transform(aa, hparams))
-    except (AssertionError, KeyError, ValueError) as exc:
-        raise ConfigError(f"augment.auto_augment: invalid timm augmentation {aa!r} ({exc})") from None
+    if size > 64:
+        splits.train.transform = create_transform(
+            size, is_training=True, auto_augment=aa, color_jitter=augment["color_jitter"],
+            re_prob=augment["re_prob"], interpolation=augment["interpolation"], mean=splits.mean, std=splits.std,
+        )
+        return
+    steps = [T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip()]
+    if aa:
+        steps.append(auto_augment_op(aa, size, splits.mean))
     steps += [T.ToTensor(), T.Normalize(splits.mean, splits.std)]
     if cutout:
         steps.append(Cutout(cutout))
