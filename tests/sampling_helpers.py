@@ -36,9 +36,10 @@ STEPS_PER_EPOCH = {"gdas": 4, "rsps": 2, "setn": 4, "enas": 4}
 """``Runtime.step`` calls per epoch of ``tiny`` (two batches per loop): where a kill lands inside the second epoch."""
 
 
-def tiny(strategy: str, space: str = "nas-bench-201", **changes: Any) -> dict[str, Any]:
-    """conftest's tiny search with ``strategy`` (two epochs) in ``space``, BN re-estimated on one batch."""
-    spec = {"type": strategy, "epochs": 2, **FAST[strategy], **changes.pop("strategy", {})}
+def tiny(name: str, space: str = "nas-bench-201", **changes: Any) -> dict[str, Any]:
+    """conftest's tiny search with strategy ``name`` (two epochs) in ``space``, BN re-estimated on one batch;
+    ``strategy={...}`` merges into the strategy slot."""
+    spec = {"type": name, "epochs": 2, **FAST[name], **changes.pop("strategy", {})}
     return make_tiny_config(space=SPACES[space], strategy=spec, eval_bn_batches=1, **changes)
 
 
