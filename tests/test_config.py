@@ -102,8 +102,13 @@ def test_defaults_are_filled_for_a_component():
     }
 
 
+def no_budget() -> dict:
+    """The filled budget keys of a discretizer that has none."""
+    return {"budget": None, "cost": validate_component("costs", "macs")}
+
+
 def test_string_spec_is_a_type_name():
-    assert validate_component("discretizers", "topk") == {"type": "topk", "k": 2, "exclude": ["none"]}
+    assert validate_component("discretizers", "topk") == {"type": "topk", "k": 2, "exclude": ["none"], **no_budget()}
 
 
 def test_defaults_are_filled_for_the_root_and_nested_slots():
@@ -112,7 +117,7 @@ def test_defaults_are_filled_for_the_root_and_nested_slots():
     assert config["space"]["layers"] == 5
     assert config["space"]["channels"] == 16
     assert config["loss"] == {"type": "ce", "label_smoothing": 0.0}
-    assert config["discretizer"] == {"type": "topk", "k": 2, "exclude": ["none"]}
+    assert config["discretizer"] == {"type": "topk", "k": 2, "exclude": ["none"], **no_budget()}
     assert config["size"] == [8, 8]
     assert config["output"] == "runs"
     assert list(config) == list(inspect.signature(root).parameters)
@@ -187,7 +192,7 @@ def test_top_level_must_be_a_mapping():
 
 def test_optional_component_accepts_null_and_checks_a_spec():
     assert validate(root, {"discretizer": None})["discretizer"] is None
-    assert validate(root, {"discretizer": "argmax"})["discretizer"] == {"type": "argmax", "exclude": []}
+    assert validate(root, {"discretizer": "argmax"})["discretizer"] == {"type": "argmax", "exclude": [], **no_budget()}
     assert problems({"discretizer": {"type": "topkk"}}) == [
         "discretizer.type: unknown discretizer 'topkk'; available: argmax, topk; did you mean 'topk'?"
     ]
@@ -263,8 +268,8 @@ def test_class_factory_schema_comes_from_init(monkeypatch):
 
 
 def test_build_calls_the_factory_with_positional_args():
-    assert build("discretizers", {"type": "topk", "k": 1}) == TopK(1, ("none",))
-    assert build("discretizers", "argmax") == TopK(None, ())
+    assert build("discretizers", {"type": "topk", "k": 1}) == TopK(1, ("none",), cost={"type": "macs"})
+    assert build("discretizers", "argmax") == TopK(None, (), cost={"type": "macs"})
     space = build("spaces", {"type": "darts", "channels": 4, "layers": 5}, 10, 3)
     assert (space.num_classes, space.in_chans, space.channels, space.layers) == (10, 3, 4, 5)
 
@@ -371,7 +376,7 @@ def test_load_config_applies_overrides_before_validating(tmp_path):
     path.write_text("space: {type: darts, layers: 8}\n")
     config = load_config(path, root, ["space.layers=5", "discretizer.type=topk", "discretizer.k=1"])
     assert config["space"]["layers"] == 5
-    assert config["discretizer"] == {"type": "topk", "k": 1, "exclude": ["none"]}
+    assert config["discretizer"] == {"type": "topk", "k": 1, "exclude": ["none"], **no_budget()}
     with pytest.raises(ConfigError) as info:
         load_config(path, root, ["space.layers=five"])
     assert info.value.problems == ["space.layers: expected int, got str 'five'"]
