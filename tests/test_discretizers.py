@@ -42,8 +42,8 @@ NORMAL = {
 
 def test_registered():
     assert {"topk", "argmax"} <= set(discretizers.names())
-    assert build("discretizers", {"type": "topk"}) == TopK(2, ("none",))
-    assert build("discretizers", {"type": "argmax"}) == TopK(None, ())
+    assert build("discretizers", {"type": "topk"}) == TopK(2, ("none",), cost={"type": "macs"})
+    assert build("discretizers", {"type": "argmax"}) == TopK(None, (), cost={"type": "macs"})
 
 
 def test_topk_picks_the_two_strongest_edges_per_node_in_descending_order():
