@@ -3,6 +3,7 @@
 Nothing is unpickled beyond tensors and plain data (safetensors, ``torch.load(weights_only=True)``), and a file
 may name only the ``cdarts_*`` architectures, never a remote source.
 """
+from __future__ import annotations
 
 import inspect
 import pickle
