@@ -284,7 +284,7 @@ def test_two_gloo_processes_end_with_the_same_alpha_after_every_step(tmp_path):
               "--main_process_port", str(free_port())]
     env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}  # two gloo processes on the CPU, on any machine
     result = subprocess.run([*launch, str(tmp_path / "driver.py"), str(config), str(tmp_path / "run"), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=240)
+                            env=env, capture_output=True, text=True, timeout=480)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
