@@ -353,13 +353,17 @@ def test_dry_run_times_every_step_and_writes_nothing(tmp_path, monkeypatch):
     config.write_text(TINY_SEARCH)
     monkeypatch.chdir(tmp_path)
     result = dry_run(config)
-    assert set(result) == {"step_a", "step_b", "e_step", "select", "batch_size", "peak_bytes", "peak_above_build_bytes"}
-    assert result["batch_size"] == 16
+    timings = {"step_a", "step_b", "e_step", "select", "search_epoch_s", "evaluate_s", "pretrain_epoch_s",
+               "calibrate_s"}
+    assert set(result) == timings | {"batch_size", "epochs", "steps_per_epoch", "estimate_s", "peak_bytes",
+                                     "peak_above_build_bytes"}
+    assert (result["batch_size"], result["epochs"], result["steps_per_epoch"]) == (16, 2, 44)
     assert all(value > 0 for value in result.values())
     assert result["select"] < 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
     darts = dry_run(config, ["strategy={type: darts, epochs: 1}"])
-    assert set(darts) == {"step_a", "step_b", "batch_size", "peak_bytes", "peak_above_build_bytes"}
+    assert set(darts) == {"step_a", "step_b", "search_epoch_s", "evaluate_s", "calibrate_s", "batch_size", "epochs",
+                          "steps_per_epoch", "estimate_s", "peak_bytes", "peak_above_build_bytes"}
 
 
 def test_cli_dry_run_prints_step_times_and_memory(tmp_path, monkeypatch, capsys):
@@ -372,7 +376,7 @@ def test_cli_dry_run_prints_step_times_and_memory(tmp_path, monkeypatch, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert [line[:26].rstrip() for line in lines] == [
         "step A (alpha, E, heads)", "step B (S's weights)", "E step (incl. batch)", "select E's genotype",
-        "peak memory", "  of which since build",
+        "peak memory", "  of which since build", "whole search",
     ]
     ms, per_s = (float(word) for word in lines[0][26:].split()[::2])
     assert per_s == pytest.approx(16 / (ms / 1000), rel=0.01)
