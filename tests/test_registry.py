@@ -15,7 +15,8 @@ import cdarts  # noqa: F401 - registers the built-in components
 from cdarts.registry import REGISTRIES, Registry, RegistryError, close_match, ops, registry, unknown_name_message
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ["ops", "spaces", "losses", "heads", "discretizers", "strategies", "datasets", "genotypes", "benchmarks", "costs"]
+KINDS = ["ops", "spaces", "losses", "heads", "discretizers", "strategies", "datasets", "genotypes", "benchmarks",
+         "costs"]
 
 
 @pytest.fixture
