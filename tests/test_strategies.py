@@ -263,11 +263,6 @@ def test_step_clips_each_optimizer_alone_with_per_optimizer_scope():
     torch.testing.assert_close(b, torch.full((9,), 4.0 * 5.0 / 12.0))
 
 
-def test_runtime_rejects_an_unknown_clip_scope():
-    with pytest.raises(ValueError, match="clip_scope must be 'global' or 'per_optimizer', got 'both'"):
-        cpu_runtime(clip_scope="both")
-
-
 def test_darts_regulariser_decays_on_the_cdarts_schedule():
     strategy = make_strategy(type="darts", reg_weight=5.0, reg_stop_epoch=20)
     assert FirstOrderDarts.reg_lambda is CyclicSearch.reg_lambda, "one schedule, shared"
