@@ -17,7 +17,7 @@ demo: install
 	$(BIN)/cdarts-search --config configs/demo.yaml
 
 test: install
-	$(BIN)/python -m pytest -q -n 2  # two workers: the 2-core machines run the suite in about half the time
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers, each file on one (test_readme runs in order)
 
 lint: install
 	$(BIN)/ruff check cdarts tests benchmarks
