@@ -17,7 +17,8 @@ import yaml
 from safetensors.torch import load_file
 
 from cdarts.config import ConfigError, load_config
-from cdarts.engine import SearchResult, diagnostics, search, search_config
+from cdarts.diagnostics import diagnostics
+from cdarts.engine import SearchResult, search, search_config
 from cdarts.genotypes import genotype_from_json, load_genotype
 from cdarts.runs import resolve_run_dir
 
