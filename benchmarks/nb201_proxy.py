@@ -38,6 +38,11 @@ SETTINGS = {
 public code's concatenated levels with SmoothL1 (see the README's proxy table)."""
 
 
+def proxy_overrides(data: Path) -> list[str]:
+    """The proxy's ``--set`` overrides: its sizes and the ImageFolder at ``data`` (train/ and test/ class folders)."""
+    return [*PROXY, f"data={{type: imagefolder, root: {json.dumps(str(data.resolve()))}, {NORMALISE}}}"]
+
+
 def run_one(output: Path, seed: int, overrides: list[str]) -> int:
     if (output / "genotype.json").exists():
         return 0
@@ -102,8 +107,7 @@ def main() -> int:
         p.error(f"unknown settings {unknown}; available: {', '.join(SETTINGS)}")
     study = Path(args.output).resolve()
     study.mkdir(parents=True, exist_ok=True)
-    sizes = [*PROXY, f"strategy.epochs={args.epochs}",
-             f"data={{type: imagefolder, root: {json.dumps(str(data.resolve()))}, {NORMALISE}}}"]
+    sizes = [*proxy_overrides(data), f"strategy.epochs={args.epochs}"]
     jobs = [(study / setting / f"seed-{seed}", int(seed), [*sizes, *SETTINGS[setting]])
             for setting in args.settings.split(",") for seed in args.seeds.split(",")]
     with ThreadPoolExecutor(args.jobs) as pool:

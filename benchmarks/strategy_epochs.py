@@ -1,4 +1,4 @@
-"""Search time per epoch of every one-shot strategy against first-order DARTS on the digits NAS-Bench-201 demo.
+"""Search time per epoch of every one-shot strategy against first-order DARTS on a NAS-Bench-201 search.
 
 Each strategy's preset (``configs/<name>-nb201.yaml``; first-order ``darts`` and ``cdarts`` from
 ``configs/nb201-demo.yaml``, DARTS-V2 from ``configs/darts-v2-nb201.yaml``) is set up once, then the strategies run
@@ -8,8 +8,13 @@ candidates' scoring) and of the per-epoch evaluation the engine adds (val/test a
 and the search time relative to first-order DARTS. Prints a markdown table; ``--paper`` uses the registered
 (paper) candidate counts and controller updates instead of the presets' demo-sized ones.
 
+On the digits demo by default; ``--data`` runs the NAS-Bench-201 proxy of ``benchmarks/nb201_proxy.py`` instead
+(a CIFAR-10 ImageFolder, 32 px, channels 8, one cell per stage; ``cdarts`` with the proxy's own preset,
+``configs/nb201-cifar10.yaml``), every strategy on the same data, split and batch size.
+
     .venv/bin/python benchmarks/strategy_epochs.py --rounds 3
     .venv/bin/python benchmarks/strategy_epochs.py --rounds 2 --paper
+    .venv/bin/python benchmarks/strategy_epochs.py --rounds 2 --data PATH/TO/cifar10-jpeg
 """
 from __future__ import annotations
 
@@ -35,15 +40,24 @@ DEMO_SIZED = ("candidates", "controller_steps", "aggregate")
 """The presets' keys that scale selection and controller training down to the demo (``--paper`` drops them)."""
 
 
-def setup(name: str, paper: bool) -> Any:
-    from accelerate.utils import set_seed
+PROXY_CDARTS = "nb201-cifar10.yaml"
+"""CDARTS's preset on the proxy (its heads and distillation differ from the digits demo's)."""
 
-    from cdarts.config import load_config, read_yaml
+
+def setup(name: str, paper: bool, data: Path | None) -> Any:
+    from accelerate.utils import set_seed
+    from nb201_proxy import proxy_overrides
+
+    from cdarts.config import apply_overrides, load_config, read_yaml
     from cdarts.engine import _quiet, search_config, setup_search
     from cdarts.runs import make_accelerator
 
     preset, slot = PRESETS[name]
+    if data is not None and name == "cdarts":
+        preset = PROXY_CDARTS
     raw = read_yaml(ROOT / "configs" / preset)
+    if data is not None:
+        raw = apply_overrides(raw, proxy_overrides(data))
     strategy = dict(slot or raw["strategy"])
     if paper:
         strategy = {key: value for key, value in strategy.items() if key not in DEMO_SIZED}
@@ -59,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="epochs per strategy (the first is a warm-up)")
     parser.add_argument("--paper", action="store_true", help="the paper's candidates and controller updates")
     parser.add_argument("--strategies", default=",".join(PRESETS), help="comma-separated, from: " + ", ".join(PRESETS))
+    parser.add_argument("--data", type=Path, help="a CIFAR-10 ImageFolder (train/ and test/): the NB201 proxy")
     args = parser.parse_args(argv)
+    if args.data is not None and not args.data.is_dir():
+        parser.error(f"--data: expected an ImageFolder of CIFAR-10 images (train/ and test/ class folders), "
+                     f"got {args.data}")
+    unknown = sorted(set(args.strategies.split(",")) - set(PRESETS))
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; available: {', '.join(PRESETS)}")
     import torch
 
     torch.set_num_threads(1)
     names = args.strategies.split(",")
-    strategies = {name: setup(name, args.paper) for name in names}
+    strategies = {name: setup(name, args.paper, args.data) for name in names}
     search: dict[str, list[float]] = {name: [] for name in names}
     evaluation: dict[str, list[float]] = {name: [] for name in names}
     for epoch in range(args.rounds):
