@@ -48,8 +48,8 @@ from cdarts.runs import (
     launch_line,
     launch_record,
     make_accelerator,
+    open_run,
     record_launch,
-    shared_run_dir,
 )
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
@@ -150,12 +150,9 @@ def search(
     cfg = load_config(config, search_config, overrides)
     trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "search"
-    configured = cfg["mixed_precision"]
-    accelerator = make_accelerator(configured, cfg["cpu"], cfg["dist_timeout_s"])
-    cfg["mixed_precision"] = accelerator.mixed_precision  # config.yaml records what runs (the launcher's, or "no")
+    accelerator, run_dir, configured = open_run(cfg, output, name, resume)
     main = accelerator.is_main_process
     log = accelerator.print
-    run_dir = shared_run_dir(accelerator, output, name, resume)
     if resume and (run_dir / "config.yaml").is_file():
         check_resume_config(load_config(run_dir / "config.yaml", search_config), cfg, run_dir / "config.yaml")
     if cfg["threads"]:

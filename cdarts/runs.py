@@ -150,6 +150,15 @@ def shared_run_dir(accelerator: Any, output: str | Path | None, name: str, resum
     return Path(run_dir[0])
 
 
+def open_run(cfg: dict[str, Any], output: str | Path | None, name: str, resume: bool) -> tuple[Any, Path, str]:
+    """The run's Accelerator, its folder (the same on every process) and the configured precision (for the launch
+    line): ``cfg["mixed_precision"]`` becomes the one that runs (the launcher's, or "no"), so config.yaml records it."""
+    configured = cfg["mixed_precision"]
+    accelerator = make_accelerator(configured, cfg["cpu"], cfg["dist_timeout_s"])
+    cfg["mixed_precision"] = accelerator.mixed_precision
+    return accelerator, shared_run_dir(accelerator, output, name, resume), configured
+
+
 def check_resume_config(saved: Mapping[str, Any], cfg: Mapping[str, Any], source: Path) -> None:
     """Refuse to resume a run (whose filled config, read from ``source``, is ``saved``) with a config that differs
     in any key but ``RESUMABLE_KEYS``, naming each such key with both values."""

@@ -59,9 +59,8 @@ from cdarts.runs import (
     guarded_run,
     launch_line,
     launch_record,
-    make_accelerator,
+    open_run,
     record_launch,
-    shared_run_dir,
 )
 from cdarts.runtime import Runtime
 from cdarts.signals import RunGuard, shell_command
@@ -153,12 +152,9 @@ def train(
     cfg = load_retrain_config(config, overrides, genotype)
     trackers = check_installed(cfg["log_with"])
     name = Path(config).stem if isinstance(config, (str, Path)) else "config"
-    configured = cfg["mixed_precision"]
-    accelerator = make_accelerator(configured, cfg["cpu"], cfg["dist_timeout_s"])
-    cfg["mixed_precision"] = accelerator.mixed_precision  # config.yaml records what runs (the launcher's, or "no")
+    accelerator, run_dir, configured = open_run(cfg, output, f"retrain-{name}", resume)
     main = accelerator.is_main_process
     log = accelerator.print
-    run_dir = shared_run_dir(accelerator, output, f"retrain-{name}", resume)
     if resume and not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"nothing to resume in '{run_dir}': it holds no config.yaml of a retrain run")
     if resume:
