@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +94,27 @@ def run_cli(*args: str, timeout: float = 180, cwd: Path | None = None) -> subpro
         [sys.executable, "-m", "cdarts.cli.search", *args], env=cli_env(), cwd=cwd or ROOT, capture_output=True,
         text=True, timeout=timeout,
     )
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_two_processes(driver: str, config: dict[str, Any], folder: Path,
+                         timeout: float) -> subprocess.CompletedProcess:
+    """Write ``config`` and the ``driver`` script into ``folder``, then ``accelerate launch --multi_gpu`` the driver
+    (its arguments: the config, ``folder/run``, ``folder``) as two gloo processes on the CPU, on any machine."""
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "driver.py").write_text(driver)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
+    return subprocess.run([*launch, str(folder / "driver.py"), str(folder / "config.yaml"), str(folder / "run"),
+                           str(folder)], env={**cli_env(), "CUDA_VISIBLE_DEVICES": ""}, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

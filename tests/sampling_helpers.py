@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 import yaml
-from conftest import ROOT, cli_env, cpu_runtime, make_tiny_config
+from conftest import ROOT, cli_env, cpu_runtime, launch_two_processes, make_tiny_config
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -151,24 +150,10 @@ with open(os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.json"), "w") as h
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def assert_two_processes_agree(name: str, tmp_path: Path, space: str = "nas-bench-201") -> list[dict]:
     """Two gloo processes (accelerate launch --multi_gpu on the CPU) end with the same genotypes, architecture
     state (alphas, the strategy's state) and parameters of every module; returns the two ranks' records."""
-    config = tmp_path / "search.yaml"
-    config.write_text(yaml.safe_dump(tiny(name, space)))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port())]
-    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([*launch, str(tmp_path / "driver.py"), str(config), str(tmp_path / "run"), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = launch_two_processes(DRIVER, tiny(name, space), tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2], "each process ran alone instead of in one process group"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import ROOT, cli_env, cpu_runtime, make_tiny_config
+from conftest import ROOT, cli_env, cpu_runtime, launch_two_processes, make_tiny_config
 from safetensors.torch import load_file
 from torch.func import functional_call
 
@@ -269,22 +268,8 @@ with open(os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.json"), "w") as h
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_gloo_processes_end_with_the_same_alpha_after_every_step(tmp_path):
-    config = tmp_path / "v2.yaml"
-    config.write_text(yaml.safe_dump(make_tiny_config(strategy=V2, eval_bn_batches=1)))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port())]
-    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}  # two gloo processes on the CPU, on any machine
-    result = subprocess.run([*launch, str(tmp_path / "driver.py"), str(config), str(tmp_path / "run"), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=480)
+    result = launch_two_processes(DRIVER, make_tiny_config(strategy=V2, eval_bn_batches=1), tmp_path, timeout=480)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

@@ -5,15 +5,13 @@ import csv
 import json
 import math
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
+from conftest import launch_two_processes
 from safetensors.torch import load_file
 
 from cdarts.config import ConfigError, load_config
@@ -183,22 +181,8 @@ with open(os.path.join(sys.argv[3], f"alpha_rank{rank}.json"), "w") as handle:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_config, cli_env):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config()))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port())]
-    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}  # two gloo processes on the CPU, on any machine
-    result = subprocess.run([*launch, str(tmp_path / "driver.py"), str(config), str(tmp_path / "run"), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=240)
+def test_two_processes_search_as_one_and_keep_alpha_identical(tmp_path, tiny_config):
+    result = launch_two_processes(DRIVER, tiny_config(), tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"alpha_rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2], "each process ran alone instead of in one process group"
@@ -384,19 +368,11 @@ dump()
 
 
 @pytest.fixture(scope="module")
-def uneven_two_process_run(tmp_path_factory, tiny_config, cli_env):
+def uneven_two_process_run(tmp_path_factory, tiny_config):
     """Two gloo processes search 510 copies of one image, split 255/255: 128 + 127 images per half at batch 64."""
     folder = tmp_path_factory.mktemp("uneven")
-    config = folder / "uneven.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(data={"type": "one_image"}, batch_size=64, dist_timeout_s=30,
-                                                 strategy={"epochs": 1})))
-    (folder / "driver.py").write_text(UNEVEN_DRIVER)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port())]
-    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([*launch, str(folder / "driver.py"), str(config), str(folder / "run"), str(folder)],
-                            env=env, capture_output=True, text=True, timeout=240)
+    config = tiny_config(data={"type": "one_image"}, batch_size=64, dist_timeout_s=30, strategy={"epochs": 1})
+    result = launch_two_processes(UNEVEN_DRIVER, config, folder, timeout=240)
     ranks = [json.loads(path.read_text()) if path.is_file() else {} for path in (folder / "rank0.json",
                                                                                  folder / "rank1.json")]
     return result, ranks, folder / "run"

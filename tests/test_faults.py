@@ -9,7 +9,6 @@ import errno
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, cli_env, cpu_runtime, make_tiny_config
+from conftest import ROOT, cli_env, cpu_runtime, free_port, make_tiny_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -472,12 +471,6 @@ from cdarts.cli.search import main
 
 main(["--config", sys.argv[1], "--output", sys.argv[2]])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_when_one_process_dies_or_hangs_the_other_exits_with_an_error_in_bounded_time(tmp_path, tiny_config):

@@ -10,21 +10,13 @@ import torch.nn.functional as F
 import cdarts.losses  # noqa: F401 - registers the losses and heads
 from cdarts.config import ConfigError, build, validate_component
 from cdarts.losses import linear_decay
+from cdarts.ops.darts import DARTS_PRIMITIVES
 from cdarts.registry import losses, ops
 from cdarts.spaces.base import StageOutputs
 
 STUDENT = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
 TEACHER = torch.tensor([[3.0, 2.0, 1.0], [1.0, 0.0, 0.0]])
-PRIMITIVES = [
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-]
+PRIMITIVES = list(DARTS_PRIMITIVES)
 STAGE_CHANNELS = [64, 128, 256]
 
 

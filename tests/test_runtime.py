@@ -3,23 +3,16 @@ are averaged by hand instead of through DDP."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import cpu_runtime
+from conftest import cpu_runtime, free_port
 from torch import nn
 
 from cdarts.runs import make_accelerator
 from cdarts.runtime import Runtime, average_gradients
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _average_on_two_ranks(rank: int, port: int, results: dict) -> None:
@@ -34,7 +27,7 @@ def _average_on_two_ranks(rank: int, port: int, results: dict) -> None:
 
 def test_hand_average_means_the_gradients_that_exist_and_leaves_the_rest_none():
     results = mp.Manager().dict()
-    mp.start_processes(_average_on_two_ranks, args=(_free_port(), results), nprocs=2, start_method="fork")
+    mp.start_processes(_average_on_two_ranks, args=(free_port(), results), nprocs=2, start_method="fork")
     assert results[0] == results[1] == ([1.5, 1.5, 1.5], None)
 
 
