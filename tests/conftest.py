@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +71,15 @@ def make_tiny_config(**changes: Any) -> dict[str, Any]:
 def tiny_config():
     """The ``make_tiny_config`` factory: ``tiny_config(strategy={"epochs": 3})``."""
     return make_tiny_config
+
+
+def make_tree(root: Path, split: str, classes: dict[str, int], size: int = 20) -> None:
+    """``root/split/<class>/<i>.png``: small PNGs whose colour encodes the class."""
+    for label, (name, count) in enumerate(classes.items()):
+        folder = root / split / name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (size, size), (100 * label, 7 * i, 50)).save(folder / f"{i}.png")
 
 
 def cpu_runtime(**policy: Any) -> Any:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from PIL import Image
+from conftest import make_tree
 from torch.utils.data import Subset, TensorDataset
 
 from cdarts.config import ConfigError, validate_component
@@ -33,15 +33,6 @@ CIFAR_MINI = Path("/work/shared/data/cifar10-jpeg-mini")
 @pytest.fixture(scope="module")
 def digit_splits() -> DatasetSplits:
     return digits(image_size=12, channels=1, augment=False)
-
-
-def make_tree(root: Path, split: str, classes: dict[str, int], size: int = 20) -> None:
-    """``root/split/<class>/<i>.png``: small PNGs whose colour encodes the class."""
-    for label, (name, count) in enumerate(classes.items()):
-        folder = root / split / name
-        folder.mkdir(parents=True)
-        for i in range(count):
-            Image.new("RGB", (size, size), (100 * label, 7 * i, 50)).save(folder / f"{i}.png")
 
 
 def test_factories_are_registered() -> None:
