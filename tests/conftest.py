@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 # Tiny networks on a shared 2-core machine: a second intra-op thread only adds contention (a joint step took 10 s
 # with two threads under load, 0.3 s with one).
@@ -54,10 +57,22 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
-def make_tiny_config(**changes: Any) -> dict[str, Any]:
-    """A fresh copy of ``TINY_CONFIG`` with ``changes``: a component dict of the same (or no) ``type`` is merged
+TINY_RETRAIN: dict[str, Any] = {
+    "seed": 0,
+    "data": {"type": "digits", "image_size": 8, "channels": 1},
+    "model": {"channels": 4, "layers": 3},
+    "epochs": 1,
+    "batch_size": 16,
+    "max_steps_per_epoch": 1,
+    "threads": 1,
+}
+"""The tiniest retraining: a 3-cell C=4 network (the default genotype) on 8x8 digits, one step an epoch."""
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of ``base`` with ``changes``: a component dict of the same (or no) ``type`` is merged
     (``strategy={"epochs": 3}``), one naming another type replaces the slot, any other value replaces the key."""
-    config = copy.deepcopy(TINY_CONFIG)
+    config = copy.deepcopy(base)
     for key, value in copy.deepcopy(changes).items():
         old = config.get(key)
         if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
@@ -65,6 +80,16 @@ def make_tiny_config(**changes: Any) -> dict[str, Any]:
         else:
             config[key] = value
     return config
+
+
+def make_tiny_config(**changes: Any) -> dict[str, Any]:
+    """``TINY_CONFIG`` with ``changes`` (see ``merged``)."""
+    return merged(TINY_CONFIG, changes)
+
+
+def make_tiny_retrain_config(**changes: Any) -> dict[str, Any]:
+    """``TINY_RETRAIN`` with ``changes`` (see ``merged``): ``model={"genotype": "DARTS_V2"}`` keeps its sizes."""
+    return merged(TINY_RETRAIN, changes)
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +129,23 @@ def run_cli(*args: str, timeout: float = 180, cwd: Path | None = None) -> subpro
         [sys.executable, "-m", "cdarts.cli.search", *args], env=cli_env(), cwd=cwd or ROOT, capture_output=True,
         text=True, timeout=timeout,
     )
+
+
+def drive_beside(script: str, plan: Any, references: Callable[[], T], timeout: float = 300) -> tuple[Any, T]:
+    """Run ``python -c script PLAN_JSON`` (a driver that forks the cases of ``plan``) while this process makes
+    ``references()``; returns the JSON of the driver's last output line and the references. The driver never
+    outlives the call, whatever fails."""
+    driver = subprocess.Popen([sys.executable, "-c", script, json.dumps(plan)], env=cli_env(), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        made = references()
+        out, err = driver.communicate(timeout=timeout)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), made
 
 
 def free_port() -> int:

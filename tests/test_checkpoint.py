@@ -13,6 +13,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_retrain_config
 from torch import nn
 
 from cdarts.checkpoint import (
@@ -315,9 +316,7 @@ def test_search_resume_from_a_junk_state_json_falls_back_to_the_previous_checkpo
 
 
 def test_retrain_resume_from_a_junk_state_json_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
-    config = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-              "model": {"channels": 4, "layers": 3}, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1,
-              "threads": 1}
+    config = make_tiny_retrain_config(val_fraction=0.0, epochs=2)
     original = retrain(config, output=tmp_path / "run", progress=False)
     newest, previous = list_checkpoints(original.run_dir / "checkpoints")[:2]
     forge_state(newest, lambda s: {**s, "best": None})
@@ -390,9 +389,7 @@ def test_a_search_begun_by_the_previous_release_resumes_numbered_from_1(tmp_path
 
 
 def test_a_retrain_begun_by_the_previous_release_resumes_numbered_from_1(tmp_path, capsys):
-    config = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-              "model": {"channels": 4, "layers": 3}, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1,
-              "threads": 1}
+    config = make_tiny_retrain_config(val_fraction=0.0, epochs=2)
     original = retrain(config, output=tmp_path / "run", progress=False)
     run = original.run_dir
     steps = (run / "steps.csv").read_text()

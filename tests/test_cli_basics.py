@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, cli_env, make_tiny_config
+from conftest import ROOT, cli_env, make_tiny_config, make_tiny_retrain_config
 from tqdm import tqdm
 
 import cdarts
@@ -197,10 +197,7 @@ def test_no_progress_and_quiet_print_no_progress_and_quiet_no_epoch_lines(search
 
 def test_quiet_retrain_prints_only_the_result(tmp_path, capsys):
     config = tmp_path / "retrain.yaml"
-    config.write_text(yaml.safe_dump({
-        "seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "threads": 1, "epochs": 1,
-        "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"}, "batch_size": 16, "max_steps_per_epoch": 2,
-    }))
+    config.write_text(yaml.safe_dump(make_tiny_retrain_config(model={"genotype": "DARTS_V2"}, max_steps_per_epoch=2)))
     code, out, err = run(train_cli.main, ["--config", str(config), "--output", str(tmp_path / "run"), "--quiet"],
                          capsys)
     assert (code, err) == (0, "")

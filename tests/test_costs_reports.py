@@ -5,7 +5,7 @@ import csv
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, make_tiny_retrain_config
 
 import cdarts  # noqa: F401 - registers every built-in component
 from cdarts.cli import inspect as inspect_cli
@@ -96,9 +96,7 @@ def test_export_carries_the_costs(tmp_path, monkeypatch):
     from cdarts.models.export import export
     from cdarts.retrain import train
 
-    config = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1},
-              "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"}, "epochs": 1, "batch_size": 16,
-              "max_steps_per_epoch": 2, "threads": 1}
+    config = make_tiny_retrain_config(model={"genotype": "DARTS_V2"}, max_steps_per_epoch=2)
     run = train(config, output=tmp_path / "run", progress=False)
     spec = {"type": "darts", "channels": 4, "layers": 3, "eval_layers": 3}
     table = profiled(spec, 10, (1, 8, 8), tmp_path / "t.json", monkeypatch)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import make_tiny_retrain_config
 
 import cdarts.engine
 import cdarts.progress
@@ -138,9 +139,7 @@ def test_a_search_estimated_at_over_an_hour_on_a_cpu_says_so_at_the_start(tmp_pa
 
 
 def test_a_retrain_numbers_its_epochs_from_1_with_an_eta(tmp_path, capsys):
-    config = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-              "model": {"channels": 4, "layers": 3}, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 1,
-              "threads": 1}
+    config = make_tiny_retrain_config(val_fraction=0.0, epochs=2)
     result = train(config, output=tmp_path / "run", progress=False)
     lines = capsys.readouterr().out.splitlines()
     epochs = [line for line in lines if line.startswith("epoch ")]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from conftest import Evil
+from conftest import Evil, make_tiny_retrain_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -26,17 +26,8 @@ from cdarts.stats import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIG = {
-    "seed": 0,
-    "data": {"type": "digits", "image_size": 8, "channels": 1},
-    "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"},
-    "epochs": 2,
-    "batch_size": 16,
-    "max_steps_per_epoch": 4,
-    "optimizer": {"type": "sgd", "lr": 0.05},
-    "ema": {"decay": 0.5},
-    "threads": 1,
-}
+CONFIG = make_tiny_retrain_config(model={"genotype": "DARTS_V2"}, epochs=2, max_steps_per_epoch=4,
+                                  optimizer={"type": "sgd", "lr": 0.05}, ema={"decay": 0.5})
 
 FRESH_PROCESS = """
 import sys

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, cli_env, cpu_runtime, free_port, make_tiny_config
+from conftest import ROOT, cli_env, cpu_runtime, drive_beside, free_port, make_tiny_config, make_tiny_retrain_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -101,9 +101,8 @@ SEARCH_KILLS = {  # point -> (call that is killed, the checkpoint a resume start
     "mid_epoch": (11, "epoch-0002"),  # step 11 of 14: inside epoch 3
 }
 RETRAIN_KILLS = {"between_files": (2, "epoch-0001"), "publishing_best": (2, "epoch-0002")}
-RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-           "model": {"channels": 4, "layers": 3}, "epochs": 3, "batch_size": 16, "max_steps_per_epoch": 2,
-           "optimizer": {"type": "sgd", "lr": 0.05}, "threads": 1, "keep_checkpoints": 3}
+RETRAIN = make_tiny_retrain_config(val_fraction=0.0, epochs=3, max_steps_per_epoch=2,
+                                   optimizer={"type": "sgd", "lr": 0.05}, keep_checkpoints=3)
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +158,9 @@ def killed_runs(tmp_path_factory, tiny_config) -> dict:
     cases.update({("retrain", point): (retrain_config, nth) for point, (nth, _) in RETRAIN_KILLS.items()})
     plan = [[kind, str(config), str(root / f"{kind}-{point}"), point, nth]
             for (kind, point), (config, nth) in cases.items()]
-    driver = subprocess.Popen([sys.executable, "-c", KILLER, json.dumps(plan)], env=cli_env(), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    references = {"search": search(search_config, output=root / "search-reference").run_dir,
-                  "retrain": train(retrain_config, output=root / "retrain-reference", progress=False).run_dir}
-    try:
-        out, err = driver.communicate(timeout=300)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 0, err[-3000:]
-    statuses = json.loads(out.strip().splitlines()[-1])
+    statuses, references = drive_beside(KILLER, plan, lambda: {
+        "search": search(search_config, output=root / "search-reference").run_dir,
+        "retrain": train(retrain_config, output=root / "retrain-reference", progress=False).run_dir})
     runs = {}
     for (kind, point), (config, _) in cases.items():
         output = root / f"{kind}-{point}"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_tiny_retrain_config
 from huggingface_hub import ModelCard, ModelCardData, constants, metadata_load
 
 from cdarts.cli import export as export_cli
@@ -20,16 +21,8 @@ from cdarts.retrain import train
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "someone/cdarts-digits"
-CONFIG = {
-    "seed": 0,
-    "data": {"type": "digits", "image_size": 8, "channels": 1},
-    "model": {"channels": 4, "layers": 3, "genotype": "DARTS_V2"},
-    "epochs": 1,
-    "batch_size": 16,
-    "max_steps_per_epoch": 4,
-    "optimizer": {"type": "sgd", "lr": 0.05},
-    "threads": 1,
-}
+CONFIG = make_tiny_retrain_config(model={"genotype": "DARTS_V2"}, max_steps_per_epoch=4,
+                                  optimizer={"type": "sgd", "lr": 0.05})
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import make_tiny_retrain_config
 
 from cdarts.config import ConfigError
 from cdarts.engine import search
@@ -16,8 +17,7 @@ from cdarts.runs import launch_line, make_accelerator
 
 QUICK = {"strategy": {"type": "darts", "epochs": 1}, "max_steps_per_epoch": 1, "eval_bn_batches": 0}
 """One DARTS epoch of one batch: the cheapest search that writes a whole run folder."""
-RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0, "threads": 1,
-           "model": {"channels": 4, "layers": 3}, "epochs": 1, "batch_size": 16, "max_steps_per_epoch": 1}
+RETRAIN = make_tiny_retrain_config(val_fraction=0.0)
 
 
 @pytest.fixture

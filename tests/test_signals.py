@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import ROOT, cli_env, make_tiny_config
+from conftest import ROOT, cli_env, drive_beside, make_tiny_config, make_tiny_retrain_config
 from safetensors.torch import load_file
 
 import cdarts.signals
@@ -85,9 +85,8 @@ for pid, output in children.items():
 print(json.dumps(statuses))
 """
 
-RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-           "model": {"channels": 4, "layers": 3}, "epochs": 3, "batch_size": 16, "max_steps_per_epoch": 2,
-           "optimizer": {"type": "sgd", "lr": 0.05}, "threads": 1, "keep_checkpoints": 3}
+RETRAIN = make_tiny_retrain_config(val_fraction=0.0, epochs=3, max_steps_per_epoch=2,
+                                   optimizer={"type": "sgd", "lr": 0.05}, keep_checkpoints=3)
 # The tiny search: epoch 1 pretrains (steps 1-2), epochs 2 and 3 search (steps 3-8 and 9-14: E, then joint + weight
 # pairs). Retraining: 2 steps per epoch.
 CASES = {  # name -> (kind, signal, the step it lands in, checkpoint_on_signal, the newest checkpoint at the exit)
@@ -127,20 +126,11 @@ def signalled(tmp_path_factory) -> dict:
         path = write_yaml(root / f"{name}.yaml", config)
         argv = ["--config", str(path), "--output", str(root / name)] + (["--no-progress"] if kind == "retrain" else [])
         plan.append({"kind": kind, "argv": argv, "signum": int(signum), "nth": nth, "output": str(root / name)})
-    driver = subprocess.Popen([sys.executable, "-c", SIGNALLER, json.dumps(plan)], env=cli_env(), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    references = {
+    statuses, references = drive_beside(SIGNALLER, plan, lambda: {
         "search": search(write_yaml(root / "search.yaml", make_tiny_config(eval_bn_batches=1)),
                          output=root / "search-reference").run_dir,
         "retrain": train(RETRAIN, output=root / "retrain-reference", progress=False).run_dir,
-    }
-    try:
-        out, err = driver.communicate(timeout=300)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 0, err[-3000:]
-    statuses = json.loads(out.strip().splitlines()[-1])
+    })
     runs = {name: SimpleNamespace(run=root / name, code=statuses[str(root / name)], out=Path(f"{root / name}.out")
                                   .read_text(), err=Path(f"{root / name}.err").read_text()) for name in CASES}
     for name, case in runs.items():  # before the resumes write newer ones

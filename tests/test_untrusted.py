@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import make_tiny_retrain_config
 
 import cdarts
 from cdarts.cli import eval as eval_cli
@@ -27,9 +28,7 @@ from cdarts.models.export import export
 from cdarts.retrain import train
 
 PACKAGE = Path(cdarts.__file__).parent
-RETRAIN = {"seed": 0, "data": {"type": "digits", "image_size": 8, "channels": 1}, "val_fraction": 0.0,
-           "model": {"channels": 4, "layers": 3}, "epochs": 1, "batch_size": 16, "max_steps_per_epoch": 1,
-           "threads": 1}
+RETRAIN = make_tiny_retrain_config(val_fraction=0.0)
 
 
 class Payload:
