@@ -18,22 +18,29 @@ import statistics
 import sys
 from pathlib import Path
 
+from cdarts.cli.common import positive, seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 GENOTYPES = "CDARTS_CIFAR,DARTS_V1,DARTS_V2,PDARTS,PC_DARTS_CIFAR"
 NUM_CLASSES = 10
 
 
+def batch_sizes(text: str) -> list[int]:
+    """``1,64``: positive batch sizes."""
+    return [positive(size) for size in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genotypes", default=GENOTYPES, help="comma-separated registered DARTS-space genotypes")
-    parser.add_argument("--batch-sizes", default="1,64")
-    parser.add_argument("--channels", type=int, default=8)
-    parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--input-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-sizes", type=batch_sizes, default=[1, 64], help="comma-separated, e.g. 1,64")
+    parser.add_argument("--channels", type=positive, default=8)
+    parser.add_argument("--layers", type=positive, default=5)
+    parser.add_argument("--input-size", type=positive, default=16)
+    parser.add_argument("--threads", type=positive, default=1)
     parser.add_argument("--statistic", choices=["median", "min"], default="min")
-    parser.add_argument("--min-time", type=float, default=0.5, help="seconds of timed calls per op and per network")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of timing every model")
+    parser.add_argument("--min-time", type=seconds, default=0.5, help="seconds of timed calls per op and per network")
+    parser.add_argument("--rounds", type=positive, default=3, help="turns of timing every model")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "latency-prediction", help="the tables")
     args = parser.parse_args(argv)
     import timm
@@ -42,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     from cdarts.config import build
     from cdarts.costs.latency import genotype_latency, profile, time_ms
     from cdarts.costs.network import CostNetwork
+    from cdarts.errors import UserInputError
     from cdarts.models.darts import resolve_genotype
+    from cdarts.registry import RegistryError
 
+    names = args.genotypes.split(",")
+    try:
+        genotypes = {name: resolve_genotype(name) for name in names}
+    except (UserInputError, RegistryError) as exc:
+        parser.error(f"--genotypes: {exc}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     space_config = {"type": "darts", "channels": args.channels, "layers": args.layers, "stem": "cifar"}
@@ -52,11 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     network = CostNetwork(space, shape, args.channels, args.layers)
     args.output.mkdir(parents=True, exist_ok=True)
     print("| genotype | batch | predicted ms | measured ms | error |\n|---|---|---|---|---|")
-    for batch in (int(b) for b in args.batch_sizes.split(",")):
+    for batch in args.batch_sizes:
         table = args.output / f"cpu-{args.threads}t-batch{batch}-{args.statistic}.json"
         profile(network, table, batch_size=batch, threads=args.threads, min_time=args.min_time,
                 statistic=args.statistic, space_config=space_config)
-        names = args.genotypes.split(",")
         models = {name: timm.create_model("cdarts_cifar", genotype=name, channels=args.channels, layers=args.layers,
                                           num_classes=NUM_CLASSES).eval() for name in names}
         x = torch.randn(batch, *shape)
@@ -67,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = {name: min(times) for name, times in rounds.items()}
         errors = []
         for name in names:
-            predicted, _ = genotype_latency(table, resolve_genotype(name), args.channels, args.layers, shape,
+            predicted, _ = genotype_latency(table, genotypes[name], args.channels, args.layers, shape,
                                             NUM_CLASSES, stem="cifar")
             errors.append(predicted / measured[name] - 1)
             print(f"| {name} | {batch} | {predicted:.2f} | {measured[name]:.2f} | {errors[-1]:+.0%} |")

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cdarts.cli.common import positive
+
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
     "darts": ("nb201-demo.yaml", {"type": "darts", "epochs": 10}),
@@ -70,7 +72,7 @@ def setup(name: str, paper: bool, data: Path | None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="epochs per strategy (the first is a warm-up)")
+    parser.add_argument("--rounds", type=positive, default=3, help="epochs per strategy (the first is a warm-up)")
     parser.add_argument("--paper", action="store_true", help="the paper's candidates and controller updates")
     parser.add_argument("--strategies", default=",".join(PRESETS), help="comma-separated, from: " + ", ".join(PRESETS))
     parser.add_argument("--data", type=Path, help="a CIFAR-10 ImageFolder (train/ and test/): the NB201 proxy")

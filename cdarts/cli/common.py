@@ -29,6 +29,30 @@ RUN_ERRORS = (OSError, FloatingPointError)
 a loss or alpha went NaN/inf (``NonFiniteLossError``), a checkpoint would hold NaN (``NonFiniteStateError``)."""
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: seconds in (0, 60], for timing loops."""
+    value = float(text)
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 60], got {text}")
+    return value
+
+
 def program_name(module: str) -> str:
     """``cdarts-inspect`` for ``cdarts.cli.inspect`` (also when run as ``python -m``), ``cdarts`` for the main one."""
     if module == "__main__":

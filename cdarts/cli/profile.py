@@ -7,32 +7,10 @@ threads. An existing TABLE is resumed; one made for another device, setting or n
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable
 
-from cdarts.cli.common import CommandParser, report_user_errors
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
-def seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 60], got {text}")
-    return value
+from cdarts.cli.common import CommandParser, non_negative, positive, report_user_errors, seconds
 
 
 def build_parser(prog: str = "cdarts-profile") -> CommandParser:
