@@ -51,7 +51,8 @@ def setup(name: str, paper: bool, data: Path | None) -> Any:
     from nb201_proxy import proxy_overrides
 
     from cdarts.config import apply_overrides, load_config, read_yaml
-    from cdarts.engine import _quiet, search_config, setup_search
+    from cdarts.engine import search_config, setup_search
+    from cdarts.progress import no_progress
     from cdarts.runs import make_accelerator
 
     preset, slot = PRESETS[name]
@@ -66,7 +67,7 @@ def setup(name: str, paper: bool, data: Path | None) -> Any:
     cfg = load_config({**raw, "strategy": strategy, "plots": False}, search_config)
     set_seed(cfg["seed"])
     ctx, built = setup_search(cfg, make_accelerator("no", True, cfg["dist_timeout_s"]))
-    ctx.progress = _quiet
+    ctx.progress = no_progress
     return built
 
 

@@ -39,7 +39,7 @@ from cdarts.genotypes import Genotype
 from cdarts.io import atomic_write_json, atomic_write_text
 from cdarts.nasbench import benchmark_metrics
 from cdarts.plotting import write_search_plots
-from cdarts.progress import progress_bar
+from cdarts.progress import no_progress, progress_bar
 from cdarts.registry import datasets
 from cdarts.runs import (
     check_resume_config,
@@ -206,7 +206,7 @@ def search(
                      command=resume_command(config, overrides, run_dir), total_epochs=strategy.total_epochs,
                      checkpoint=found[0] if resume and found is not None else None)
     if quiet or not progress:
-        ctx.progress = _quiet
+        ctx.progress = no_progress
     ctx.progress = guard.watching(ctx.progress)  # every training loop's batches: the step boundaries
     with guard, tracker:
         for epoch in range(start, strategy.total_epochs):
@@ -353,7 +353,7 @@ def measure_steps(cfg: dict, accelerator: Any, repeats: int = 2) -> dict[str, fl
     cap = ctx.max_steps or math.inf
     eval_steps = sum(min(len(ctx.loader(split, 0)), cap) for split in ("val_eval", "test")) / 2
     ctx.max_steps = 1
-    ctx.progress = _quiet
+    ctx.progress = no_progress
     targets = {"step_a": (strategy, "joint_step" if hasattr(strategy, "joint_step") else "alpha_step"),
                "step_b": (strategy, "weight_step"), "e_step": (strategy, "eval_epoch")}
     if hasattr(strategy, "eval_net"):
@@ -399,12 +399,6 @@ def long_run_estimate(cfg: dict, accelerator: Any, strategy: Any) -> str | None:
     finally:
         set_rng_state(tensors, plain)
     return long_run_warning(seconds, strategy.total_epochs, steps) if seconds > ESTIMATE_WARN_S else None
-
-
-def _quiet(batches: Iterable, desc: str, total: int | None = None) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, disable=True)
 
 
 def plain_splits(data_spec: dict) -> Any:

@@ -66,3 +66,8 @@ def progress_bar(batches: Iterable, desc: str, total: int | None = None, enabled
     if interactive():
         return tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True)
     return LineProgress(batches, desc, total, LINE_INTERVAL_S)
+
+
+def no_progress(batches: Iterable, desc: str, total: int | None = None) -> Any:
+    """A ``SearchContext.progress`` that shows nothing (``--quiet``, dry runs, benchmarks)."""
+    return progress_bar(batches, desc, total, enabled=False)
